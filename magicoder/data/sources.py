@@ -1,0 +1,174 @@
+"""Instruction-data sources. Each ``datasets:`` entry of a stage config instantiates one.
+
+A source's :meth:`load` returns instruction rows ``{"instruction", "response", ...}``;
+rows that lack either field are counted, reported and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from magicoder.prompts import OSS_INSTRUCT_INSTRUCTION
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("instruction", "oss_instruct")
+
+
+def to_instruction_row(record: dict[str, Any], fmt: str) -> dict[str, Any] | None:
+    """Turn one raw record into an instruction row, or None when it is unusable.
+
+    Args:
+        record: A dataset row.
+        fmt: ``"instruction"`` (has instruction/response) or ``"oss_instruct"`` (has
+            problem/solution, turned into an instruction as the paper does).
+
+    Returns:
+        The row with non-empty string ``instruction`` and ``response``, other fields kept as
+        provenance; None when a required field is missing or empty.
+    """
+    if fmt == "oss_instruct":
+        problem, solution = record.get("problem"), record.get("solution")
+        if not _text(problem) or not _text(solution):
+            return None
+        extra = {k: v for k, v in record.items() if k not in ("problem", "solution")}
+        return {
+            "instruction": OSS_INSTRUCT_INSTRUCTION.format(problem=problem),
+            "response": solution,
+            **extra,
+        }
+    if fmt == "instruction":
+        if not _text(record.get("instruction")) or not _text(record.get("response")):
+            return None
+        return dict(record)
+    raise ValueError(f"data format {fmt!r} is unknown; use one of {FORMATS}")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def convert_rows(records: Iterable[dict[str, Any]], fmt: str, name: str) -> list[dict[str, Any]]:
+    """Convert records with :func:`to_instruction_row`, warning about skipped ones.
+
+    Raises:
+        ValueError: When no record is usable.
+    """
+    rows, skipped = [], 0
+    for record in records:
+        row = to_instruction_row(record, fmt)
+        if row is None:
+            skipped += 1
+        else:
+            rows.append(row)
+    if skipped:
+        required = "problem/solution" if fmt == "oss_instruct" else "instruction/response"
+        log.warning("%s: skipped %d rows without non-empty %s", name, skipped, required)
+    if not rows:
+        raise ValueError(
+            f"dataset {name} has no usable row ({skipped} skipped): each row needs "
+            f"{'problem and solution' if fmt == 'oss_instruct' else 'instruction and response'}"
+            " strings; check the file or the dataset's `format`"
+        )
+    return rows
+
+
+@dataclass
+class Source:
+    """Base of all sources: a name for logs and reports."""
+
+    name: str
+
+    def check(self) -> None:
+        """Raise early (before training) if the source cannot be read."""
+
+    def load(self) -> list[dict[str, Any]]:
+        """Return the instruction rows."""
+        raise NotImplementedError
+
+
+@dataclass
+class StdlibPairs(Source):
+    """Docstring → function pairs from the Python standard library (offline, deterministic).
+
+    Attributes:
+        max_files: Scan only the first N standard-library files (None: all).
+    """
+
+    max_files: int | None = None
+
+    def load(self) -> list[dict[str, Any]]:
+        from magicoder.data.stdlib import stdlib_pairs
+
+        return convert_rows(stdlib_pairs(self.max_files), "instruction", self.name)
+
+
+@dataclass
+class JsonlFile(Source):
+    """A local jsonl file of instruction/response (or OSS-Instruct problem/solution) rows.
+
+    Attributes:
+        path: The file.
+        format: ``instruction`` or ``oss_instruct``.
+    """
+
+    path: str = "???"
+    format: str = "instruction"
+
+    def check(self) -> None:
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(
+                f"dataset file {self.path!r} does not exist; set data.path (for data=jsonl) "
+                "to a jsonl file of instruction/response rows"
+            )
+        if self.format not in FORMATS:
+            raise ValueError(f"format={self.format!r} is unknown; use one of {FORMATS}")
+
+    def load(self) -> list[dict[str, Any]]:
+        self.check()
+        return convert_rows(self._records(), self.format, f"{self.name} ({self.path})")
+
+    def _records(self) -> Iterator[dict[str, Any]]:
+        with open(self.path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{self.path}:{n} is not valid JSON: {err}") from err
+                yield record if isinstance(record, dict) else {}
+
+
+@dataclass
+class HubDataset(Source):
+    """A dataset on the Hugging Face hub (or a local dataset directory / script).
+
+    Attributes:
+        path: Dataset name, e.g. ``ise-uiuc/Magicoder-OSS-Instruct-75K``.
+        split: Split to read.
+        revision: Revision to pin.
+        format: ``instruction`` or ``oss_instruct``.
+    """
+
+    path: str = "???"
+    split: str = "train"
+    revision: str | None = None
+    format: str = "instruction"
+
+    def load(self) -> list[dict[str, Any]]:
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(self.path, split=self.split, revision=self.revision)
+        except Exception as err:  # datasets raises many types for offline/missing data
+            raise RuntimeError(
+                f"could not load dataset {self.path!r} (split {self.split!r}): {err}. Offline, "
+                "export it to jsonl and train with data=jsonl data.path=<file>"
+            ) from err
+        return convert_rows(iter(ds), self.format, self.name)

@@ -1,0 +1,92 @@
+"""Experiment tracking: loggers from config, evaluation results to W&B, metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from magicoder.evaluation.runner import BenchmarkResult
+
+log = logging.getLogger(__name__)
+
+_WANDB_ID_FILE = "wandb_run_id"
+
+
+def build_logger(cfg: DictConfig | None, run_dir: Path) -> Logger | None:
+    """Instantiate ``cfg.logger`` writing under ``run_dir``; None for ``logger=none``.
+
+    A W&B run keeps its id in the run directory, so a resumed run continues the same W&B run.
+    """
+    if cfg is None or "_target_" not in cfg:
+        return None
+    kwargs: dict[str, Any] = {"save_dir": str(run_dir)}
+    if cfg._target_.endswith("WandbLogger"):
+        id_file = run_dir / _WANDB_ID_FILE
+        if id_file.is_file():
+            kwargs["id"] = id_file.read_text().strip()
+        else:
+            import wandb.util
+
+            kwargs["id"] = wandb.util.generate_id()
+            run_dir.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(kwargs["id"])
+    logger = instantiate(cfg, **kwargs)
+    assert isinstance(logger, Logger)
+    return logger
+
+
+def log_eval_results(logger: Logger | None, results: list[BenchmarkResult], stage: str) -> None:
+    """Log one stage's evaluation: metrics, and for W&B a per-task table and the samples."""
+    if logger is None:
+        return
+    metrics: dict[str, float] = {}
+    for result in results:
+        metrics.update(result.metrics(stage))
+    logger.log_metrics(metrics)
+    if not isinstance(logger, WandbLogger):
+        return
+    import wandb
+
+    run = logger.experiment
+    run.summary.update(metrics)
+    for result in results:
+        table = wandb.Table(columns=["task_id", "base_status", "plus_status", "solution"])
+        for row in result.rows:
+            table.add_data(row["task_id"], row["base_status"], row["plus_status"], row["solution"])
+        run.log({f"eval/{stage}/{result.benchmark}/tasks": table})
+        artifact = wandb.Artifact(
+            name=f"samples-{run.id}-{stage}-{result.benchmark}",
+            type="evalplus-samples",
+            metadata={
+                "stage": stage,
+                "benchmark": result.benchmark,
+                "version": result.version,
+                "pass@1": result.pass_at_1,
+                "pass@1_plus": result.pass_at_1_plus,
+            },
+        )
+        artifact.add_file(str(result.samples_path))
+        artifact.add_file(str(result.results_path))
+        run.log_artifact(artifact)
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """Write (merging into any existing) ``metrics.json``."""
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    existing.update(metrics)
+    path.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+
+
+def finish(logger: Logger | None) -> None:
+    """Close the tracker so its files are complete on disk."""
+    if isinstance(logger, WandbLogger):
+        logger.experiment.finish()
+    elif logger is not None:
+        logger.finalize("success")
