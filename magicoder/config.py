@@ -39,4 +39,4 @@ def to_dict(cfg: DictConfig | None) -> dict[str, Any]:
         return {}
     out = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(out, dict)
-    return out
+    return {str(key): value for key, value in out.items()}

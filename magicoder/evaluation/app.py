@@ -45,7 +45,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     spec.check()
     benchmarks = load_benchmarks(settings)
     model, tokenizer = spec.load()
-    model.to(resolve_device(cfg.device))
+    model = model.to(resolve_device(cfg.device))  # type: ignore[arg-type]
     logger = build_logger(cfg.get("logger"), run_dir)
     if logger is not None:
         logger.log_hyperparams(to_dict(cfg))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,9 @@ def build_logger(cfg: DictConfig | None, run_dir: Path) -> Logger | None:
         if id_file.is_file():
             kwargs["id"] = id_file.read_text().strip()
         else:
-            import wandb.util
+            from wandb.sdk.lib.runid import generate_id
 
-            kwargs["id"] = wandb.util.generate_id()
+            kwargs["id"] = generate_id()
             run_dir.mkdir(parents=True, exist_ok=True)
             id_file.write_text(kwargs["id"])
     logger = instantiate(cfg, **kwargs)
@@ -84,9 +85,29 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     path.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
 
 
-def finish(logger: Logger | None) -> None:
-    """Close the tracker so its files are complete on disk."""
+def finish(logger: Logger | None, timeout: float = 60.0) -> None:
+    """Close the tracker so its files are complete on disk.
+
+    ``wandb.finish`` can return before W&B's service has written the last records of an
+    offline run, so wait (up to ``timeout`` seconds) until the run file holds its exit record:
+    whoever reads the run next sees every metric.
+    """
     if isinstance(logger, WandbLogger):
-        logger.experiment.finish()
+        run = logger.experiment
+        run_file = Path(run.settings.sync_file) if run.settings.mode == "offline" else None
+        run.finish()
+        if run_file is not None:
+            _wait_for_exit_record(run_file, timeout)
     elif logger is not None:
         logger.finalize("success")
+
+
+def _wait_for_exit_record(run_file: Path, timeout: float) -> None:
+    from magicoder.tracking.wandb_offline import read_offline_run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run_file.is_file() and read_offline_run(run_file).exit_code is not None:
+            return
+        time.sleep(0.2)
+    log.warning("W&B run file %s has no exit record after %.0f s", run_file, timeout)

@@ -22,9 +22,14 @@ class TrainMetrics(L.Callback):
         self._last_step_time: float | None = None
         self._last_global_step = -1
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run resumed mid-epoch gets no on_train_epoch_start for that epoch.
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_step_time = time.perf_counter()
         self._last_global_step = trainer.global_step
+        self._tokens_since_step = 0
 
     def on_train_batch_end(
         self,

@@ -33,6 +33,8 @@ class SFTModule(L.LightningModule):
     ):
         super().__init__()
         self.model = model
+        # from_pretrained returns the model in eval mode; training needs dropout etc. active.
+        self.model.train()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
 

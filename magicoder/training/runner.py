@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +107,14 @@ def _train_stage(
         save_last=True,
         save_top_k=1,
     )
+    extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     max_epochs = stage.max_epochs if stage.get("max_epochs") is not None else cfg.trainer.max_epochs
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         max_epochs=max_epochs,
         strategy=instantiate(cfg.strategy),
         logger=logger if logger is not None else False,
-        callbacks=[checkpoint, TrainMetrics()],
+        callbacks=[checkpoint, TrainMetrics(), *extra_callbacks],
         default_root_dir=str(ckpt_dir.parent.parent),
     )
     module = SFTModule(model, instantiate(cfg.optimizer), instantiate(cfg.scheduler))
@@ -120,7 +122,11 @@ def _train_stage(
     ckpt = str(last) if resume and last.is_file() else None
     if ckpt:
         log.info("Stage %s: resuming from %s", name, ckpt)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    with warnings.catch_warnings():
+        # SFTDataModule's sampler restarts at the restored batch position, so Lightning's
+        # "dataloader is not resumable" warning does not apply.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     # The end-of-stage checkpoint lets a rerun skip straight to saving and evaluation.
     trainer.save_checkpoint(last)
     stats = datamodule.stats["train"]
@@ -159,9 +165,17 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     spec.check()
     eval_settings = EvalSettings(**to_dict(cfg.eval))
     benchmarks = load_benchmarks(eval_settings) if eval_settings.benchmarks else {}
-    stages: DictConfig = cfg.data.stages
+    stages: dict[str, DictConfig] = {str(name): stage for name, stage in cfg.data.stages.items()}
     if not stages:
         raise ValueError("data.stages is empty; a data config needs at least one stage")
+    for name, stage in stages.items():
+        for key, source in stage.datasets.items():
+            if "_target_" not in source:
+                raise ValueError(
+                    f"data.stages.{name}.datasets.{key} has no _target_ (is an override for "
+                    "another data config?); give it a source class such as "
+                    "magicoder.data.sources.JsonlFile"
+                )
     for stage in stages.values():
         for source in stage.datasets.values():
             instantiate(source).check()

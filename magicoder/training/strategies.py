@@ -33,10 +33,10 @@ def fsdp(
     from lightning.pytorch.strategies import FSDPStrategy
 
     classes = {_import(c) for c in layer_classes}
+    options: dict[str, Any] = {"sharding_strategy": sharding_strategy, **kwargs}
     return FSDPStrategy(
         auto_wrap_policy=classes,
         activation_checkpointing_policy=classes if activation_checkpointing else None,
-        sharding_strategy=sharding_strategy,
-        state_dict_type=state_dict_type,
-        **kwargs,
+        state_dict_type="sharded" if state_dict_type == "sharded" else "full",
+        **options,
     )

@@ -1,0 +1,371 @@
+"""Evaluate a model on HumanEval+ / MBPP+ the way the Magicoder paper did, and record it.
+
+For each benchmark: build the paper's text2code prompts, generate greedily (512 new tokens by
+default), cut at the closing fence, assemble full programs (EvalPlus-sanitized by default),
+write ``<out_dir>/<benchmark>/samples.jsonl`` (EvalPlus's sample format, so
+``evalplus.evaluate --samples`` can rescore it), score it with EvalPlus, and write
+``<out_dir>/<benchmark>/results.json``.
+
+pass@1 is reported in percent (0-100), like the paper's table: ``BenchmarkResult.pass_at_1``,
+``BenchmarkResult.pass_at_1_plus``, the ``metrics`` keys and ``results.json``'s
+``pass@1_percent``. ``scoring.pass_at_1`` returns fractions, like evalplus prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+
+from magicoder.evaluation.benchmarks import (
+    BENCHMARK_NAMES,
+    Benchmark,
+    assemble_solution,
+    load_benchmark,
+)
+from magicoder.evaluation.generation import generate_completions
+from magicoder.evaluation.scoring import pass_at_1, score
+from magicoder.prompts import CODE_FENCE, format_prompt
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSettings:
+    """What ``conf/eval/*.yaml`` configures (the ``eval`` group).
+
+    Attributes:
+        benchmarks: Which benchmarks to run, in order: "humaneval" and/or "mbpp"; [] for none.
+        humaneval_path: Local HumanEvalPlus-v0.1.10.jsonl.gz; None lets evalplus find it.
+        mbpp_path: Local MbppPlus-v0.2.0.jsonl.gz; None lets evalplus find it.
+        limit: Evaluate only the first N tasks of each benchmark (quick runs); None for all.
+        batch_size: Prompts per generation batch.
+        max_new_tokens: Generation budget per task (the paper: 512).
+        sanitize: Post-process programs with evalplus's sanitizer before scoring.
+        n_workers: Scoring processes; None uses half the CPUs.
+        min_time_limit: EvalPlus's minimum seconds per test input.
+        gt_time_limit_factor: EvalPlus's time limit as a multiple of the reference time.
+    """
+
+    benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    humaneval_path: str | None = None
+    mbpp_path: str | None = None
+    limit: int | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 512
+    sanitize: bool = True
+    n_workers: int | None = None
+    min_time_limit: float = DEFAULT_MIN_TIME_LIMIT
+    gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR
+
+    def __post_init__(self) -> None:
+        # Accept any sequence (Hydra hands over a ListConfig) but keep a plain list.
+        if isinstance(self.benchmarks, str):
+            self.benchmarks = [self.benchmarks]
+        self.benchmarks = list(self.benchmarks)
+        unknown = [name for name in self.benchmarks if name not in BENCHMARK_NAMES]
+        if unknown:
+            raise ValueError(
+                f"eval.benchmarks={self.benchmarks!r}: unknown {unknown}; choose from "
+                f"{list(BENCHMARK_NAMES)} (or [] for no evaluation)."
+            )
+        if len(set(self.benchmarks)) != len(self.benchmarks):
+            raise ValueError(f"eval.benchmarks={self.benchmarks!r} lists a benchmark twice.")
+        for name in ("batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"eval.{name}={getattr(self, name)!r} must be >= 1.")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"eval.limit={self.limit!r} must be >= 1, or null for all tasks.")
+        if self.n_workers is not None and self.n_workers < 1:
+            raise ValueError(f"eval.n_workers={self.n_workers!r} must be >= 1, or null.")
+        if self.min_time_limit <= 0 or self.gt_time_limit_factor <= 0:
+            raise ValueError(
+                f"eval.min_time_limit={self.min_time_limit!r} and eval.gt_time_limit_factor="
+                f"{self.gt_time_limit_factor!r} must be positive (evalplus: 1.0 and 4.0)."
+            )
+
+    def path_for(self, benchmark: str) -> str | None:
+        """The configured dataset file of ``benchmark`` (None: let evalplus find it)."""
+        return self.humaneval_path if benchmark == "humaneval" else self.mbpp_path
+
+
+@dataclass
+class BenchmarkResult:
+    """The outcome of one benchmark.
+
+    Attributes:
+        benchmark: "humaneval" or "mbpp".
+        version: Dataset release (e.g. "v0.1.10").
+        dataset_hash: evalplus's md5 of the dataset file.
+        n_tasks: Tasks scored.
+        pass_at_1: Base-test pass@1, in percent (HumanEval / MBPP columns of the paper).
+        pass_at_1_plus: Base+plus pass@1, in percent (HumanEval+ / MBPP+ columns).
+        rows: Per task: task_id, base_status, plus_status, solution.
+        samples_path: The EvalPlus samples file scored.
+        results_path: Where ``results.json`` was written (None if not written).
+    """
+
+    benchmark: str
+    version: str
+    dataset_hash: str
+    n_tasks: int
+    pass_at_1: float
+    pass_at_1_plus: float
+    rows: list[dict[str, Any]]
+    samples_path: Path
+    results_path: Path | None
+
+    def metrics(self, stage: str) -> dict[str, float]:
+        """Slash-namespaced metrics for the logger, in percent.
+
+        Args:
+            stage: Training stage (or "base") the model comes from, e.g. "sft".
+
+        Returns:
+            ``eval/<stage>/<benchmark>/pass@1`` (base tests) and
+            ``eval/<stage>/<benchmark>_plus/pass@1`` (base + plus tests).
+        """
+        return {
+            f"eval/{stage}/{self.benchmark}/pass@1": self.pass_at_1,
+            f"eval/{stage}/{self.benchmark}_plus/pass@1": self.pass_at_1_plus,
+        }
+
+
+def load_benchmarks(settings: EvalSettings) -> dict[str, Benchmark]:
+    """Load and validate every configured benchmark (call it before training to fail early).
+
+    Args:
+        settings: The eval settings.
+
+    Returns:
+        Benchmark name -> benchmark, in ``settings.benchmarks`` order.
+
+    Raises:
+        ValueError, FileNotFoundError: As ``load_benchmark`` does, naming the setting to fix.
+    """
+    return {
+        name: load_benchmark(name, path=settings.path_for(name), limit=settings.limit)
+        for name in settings.benchmarks
+    }
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as file:
+        for row in rows:
+            file.write(json.dumps(row) + "\n")
+            file.flush()
+
+
+def _read_samples(path: Path, benchmark: Benchmark) -> list[dict[str, Any]]:
+    """Read an EvalPlus samples file; ``completion``-only rows become prompt + completion."""
+    from evalplus.data import load_solutions
+
+    samples = []
+    for sample in load_solutions(str(path)):
+        solution = sample.get("solution")
+        if solution is None and sample["task_id"] in benchmark.problems:
+            # evalplus.evaluate's rule for {"task_id", "completion"} samples.
+            solution = benchmark.problems[sample["task_id"]]["prompt"] + sample["completion"]
+        samples.append({"task_id": sample["task_id"], "solution": solution})
+    return samples
+
+
+def _finish(
+    benchmark: Benchmark,
+    samples_path: Path,
+    samples: list[dict[str, Any]],
+    settings: EvalSettings,
+    results_path: Path | None,
+    extra: dict[str, Any],
+) -> BenchmarkResult:
+    rows = score(
+        benchmark,
+        samples,
+        n_workers=settings.n_workers,
+        min_time_limit=settings.min_time_limit,
+        gt_time_limit_factor=settings.gt_time_limit_factor,
+    )
+    base, plus = pass_at_1(rows)
+    result = BenchmarkResult(
+        benchmark=benchmark.name,
+        version=benchmark.version,
+        dataset_hash=benchmark.dataset_hash,
+        n_tasks=len(rows),
+        pass_at_1=100.0 * base,
+        pass_at_1_plus=100.0 * plus,
+        rows=rows,
+        samples_path=samples_path,
+        results_path=results_path,
+    )
+    if results_path is not None:
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        report = {
+            "benchmark": benchmark.name,
+            "version": benchmark.version,
+            "dataset_hash": benchmark.dataset_hash,
+            "dataset_path": benchmark.path,
+            "n_tasks": len(rows),
+            "n_tasks_total": benchmark.n_total,
+            "limit": benchmark.limit,
+            "pass@1_percent": {
+                benchmark.name: result.pass_at_1,
+                f"{benchmark.name}_plus": result.pass_at_1_plus,
+            },
+            "samples_path": str(samples_path),
+            "scoring": {
+                "evalplus_version": _evalplus_version(),
+                "n_workers": settings.n_workers,
+                "min_time_limit": settings.min_time_limit,
+                "gt_time_limit_factor": settings.gt_time_limit_factor,
+            },
+            **extra,
+            "tasks": [
+                {key: row[key] for key in ("task_id", "base_status", "plus_status")} for row in rows
+            ],
+        }
+        results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    limited = f", first {benchmark.limit} tasks" if not benchmark.is_complete else ""
+    logger.info(
+        "%s %s: pass@1 %.1f, %s+ pass@1 %.1f (%d tasks%s)",
+        benchmark.name,
+        benchmark.version,
+        result.pass_at_1,
+        benchmark.name,
+        result.pass_at_1_plus,
+        len(rows),
+        limited,
+    )
+    return result
+
+
+def _evalplus_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("evalplus")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    settings: EvalSettings,
+    out_dir: Path,
+    benchmarks: dict[str, Benchmark] | None = None,
+) -> list[BenchmarkResult]:
+    """Generate, sanitize, write and score each configured benchmark.
+
+    Call it on one process only (rank zero): scoring starts its own worker processes, and
+    the script that ends up here must guard its entry point with ``if __name__ == "__main__"``
+    since those workers are spawned.
+
+    Args:
+        model: A causal LM (Hugging Face ``generate`` API), on the device to generate on.
+        tokenizer: Its tokenizer.
+        settings: The eval settings.
+        out_dir: Writes ``<out_dir>/<benchmark>/{completions.jsonl,samples.jsonl,results.json}``.
+        benchmarks: Already loaded benchmarks (from ``load_benchmarks``); None loads them.
+
+    Returns:
+        One result per benchmark, in ``settings.benchmarks`` order.
+    """
+    if benchmarks is None:
+        benchmarks = load_benchmarks(settings)
+    missing = [name for name in settings.benchmarks if name not in benchmarks]
+    if missing:
+        raise ValueError(
+            f"Benchmarks {missing} are configured in eval.benchmarks but were not loaded; "
+            "pass load_benchmarks(settings) or None."
+        )
+    out_dir = Path(out_dir)
+    results = []
+    for name in settings.benchmarks:
+        benchmark = benchmarks[name]
+        task_ids = list(benchmark.problems)
+        prompts = [format_prompt(*benchmark.prompt(task_id)) for task_id in task_ids]
+        logger.info("%s: generating %d completions", name, len(prompts))
+        completions = generate_completions(
+            model,
+            tokenizer,
+            prompts,
+            batch_size=settings.batch_size,
+            max_new_tokens=settings.max_new_tokens,
+            stop=CODE_FENCE,
+        )
+        bench_dir = out_dir / name
+        # The raw text, before cutting and sanitizing, for debugging generations.
+        _write_jsonl(
+            bench_dir / "completions.jsonl",
+            [{"task_id": t, "completion": c} for t, c in zip(task_ids, completions, strict=True)],
+        )
+        samples = [
+            {
+                "task_id": task_id,
+                "solution": assemble_solution(
+                    name, benchmark.problems[task_id], completion, settings.sanitize
+                ),
+            }
+            for task_id, completion in zip(task_ids, completions, strict=True)
+        ]
+        samples_path = bench_dir / "samples.jsonl"
+        _write_jsonl(samples_path, samples)
+        generation = {
+            "model": getattr(model, "name_or_path", None),
+            "decoding": "greedy",
+            "batch_size": settings.batch_size,
+            "max_new_tokens": settings.max_new_tokens,
+            "stop": CODE_FENCE,
+            "sanitize": settings.sanitize,
+        }
+        results.append(
+            _finish(
+                benchmark,
+                samples_path,
+                samples,
+                settings,
+                bench_dir / "results.json",
+                {"generation": generation},
+            )
+        )
+    return results
+
+
+def evaluate_samples(
+    benchmark: Benchmark,
+    samples_path: str | Path,
+    settings: EvalSettings | None = None,
+    results_path: str | Path | None = None,
+) -> BenchmarkResult:
+    """Score an existing EvalPlus samples file (ours, or anyone's) the same way.
+
+    Args:
+        benchmark: The benchmark the samples answer (with the same ``limit``).
+        samples_path: A ``.jsonl`` of ``{"task_id", "solution"}`` (or ``"completion"``) rows.
+        settings: Scoring settings (workers, time limits); None uses the defaults.
+        results_path: Where to write ``results.json``; None writes nothing.
+
+    Returns:
+        The scored result.
+
+    Raises:
+        FileNotFoundError: If ``samples_path`` does not exist.
+    """
+    samples_path = Path(samples_path)
+    if not samples_path.is_file():
+        raise FileNotFoundError(f"Samples file {str(samples_path)!r} does not exist.")
+    settings = settings or EvalSettings(benchmarks=[benchmark.name])
+    samples = _read_samples(samples_path, benchmark)
+    return _finish(
+        benchmark,
+        samples_path,
+        samples,
+        settings,
+        Path(results_path) if results_path is not None else None,
+        {},
+    )

@@ -1,0 +1,216 @@
+"""Score full programs on HumanEval+ / MBPP+ with EvalPlus's own machinery.
+
+``evalplus.evaluate.evaluate`` reads samples from a file and insists that every task of the
+dataset is present, so a ``limit``-ed quick run cannot use it. We drive the same pieces it
+does instead -- ``get_groundtruth`` (cached by dataset hash under evalplus's cache dir) and
+``check_correctness`` (which runs each program under ``untrusted_check``'s time and memory
+limits) -- with the same arguments, so statuses and pass@1 match evalplus's for the same
+samples (the integration tests check this against evalplus's CLI).
+
+Nothing runs in the calling process: both steps go to a pool of *spawned* workers, so the
+generated code is never executed next to (or forked from) a process holding a model. Spawned
+workers re-import the caller's ``__main__``, so scripts need an ``if __name__ == "__main__"``
+guard. Because these workers are lean, evalplus's 4 GiB address-space cap per sandbox
+(``EVALPLUS_MAX_MEMORY_BYTES``) leaves programs more room than under evalplus's CLI, which forks
+its sandboxes from a process holding the whole ground truth: a memory-hungry program (e.g.
+MBPP+'s canonical Mbpp/255 on its largest input) can pass here and fail there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from typing import Any
+
+from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+from evalplus.data.utils import CACHE_DIR
+from evalplus.eval import PASS
+from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+from evalplus.evaluate import check_correctness, get_groundtruth
+
+from magicoder.evaluation.benchmarks import Benchmark
+
+logger = logging.getLogger(__name__)
+
+
+def _init_worker() -> None:
+    """Let evalplus fork its per-program sandboxes from this (clean, spawned) worker.
+
+    A spawned process makes "spawn" its default start method, and ``untrusted_check`` starts
+    one process per program and test set with the default method: re-importing evalplus in each
+    of those makes scoring ~10x slower. Forking a freshly spawned worker is cheap and shares
+    nothing with the caller.
+    """
+    if "fork" in multiprocessing.get_all_start_methods():
+        multiprocessing.set_start_method("fork", force=True)
+
+
+def _groundtruth_worker(
+    problems: dict[str, dict[str, Any]], hashcode: str, output_not_none: list[str]
+) -> tuple[dict[str, Any], str]:
+    """Run evalplus's ``get_groundtruth`` for ``problems``; also return its console output."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        expected = get_groundtruth(problems, hashcode, output_not_none)
+    # The cache may hold the whole dataset; send back only what is scored.
+    return {task_id: expected[task_id] for task_id in problems}, stdout.getvalue()
+
+
+def _groundtruth_hash(benchmark: Benchmark) -> str:
+    """Cache key for the ground truth of exactly ``benchmark.problems``.
+
+    The whole dataset uses evalplus's key (its md5), shared with ``evalplus.evaluate``. A
+    ``limit`` subset reuses that cache when it exists and otherwise gets its own key, so that
+    the full cache is never written with a subset.
+    """
+    if benchmark.is_complete:
+        return benchmark.dataset_hash
+    if os.path.exists(os.path.join(CACHE_DIR, f"{benchmark.dataset_hash}.pkl")):
+        return benchmark.dataset_hash
+    return f"{benchmark.dataset_hash}-first{len(benchmark.problems)}"
+
+
+def _check_samples(benchmark: Benchmark, samples: list[dict[str, Any]]) -> dict[str, str]:
+    """Map task_id -> solution, refusing unknown, duplicate and missing tasks."""
+    solutions: dict[str, str] = {}
+    for sample in samples:
+        task_id = sample.get("task_id")
+        if task_id not in benchmark.problems:
+            raise ValueError(
+                f"Sample for task {task_id!r} is not in {benchmark.name} {benchmark.version} "
+                f"({len(benchmark.problems)} tasks from {benchmark.path}); score samples "
+                "against the benchmark (and limit) they were generated for."
+            )
+        if task_id in solutions:
+            raise ValueError(
+                f"Task {task_id!r} has more than one sample; greedy pass@1 takes exactly one "
+                "per task."
+            )
+        solution = sample.get("solution")
+        if not isinstance(solution, str):
+            raise ValueError(f"Sample for {task_id!r} needs a string 'solution' (full program).")
+        solutions[task_id] = solution
+    missing = [task_id for task_id in benchmark.problems if task_id not in solutions]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} task(s) of {benchmark.name} have no sample, e.g. {missing[:5]}; "
+            "every task needs one (use eval.limit to score the first N tasks only)."
+        )
+    return solutions
+
+
+def score(
+    benchmark: Benchmark,
+    samples: list[dict[str, Any]],
+    *,
+    n_workers: int | None = None,
+    min_time_limit: float = DEFAULT_MIN_TIME_LIMIT,
+    gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR,
+) -> list[dict[str, Any]]:
+    """Run EvalPlus's base and plus tests on one program per task.
+
+    Args:
+        benchmark: The benchmark (possibly ``limit``-ed) the samples answer.
+        samples: ``{"task_id", "solution"}`` dicts, one per task, ``solution`` a full program.
+        n_workers: Worker processes; None uses half the CPUs, like ``evalplus.evaluate``.
+        min_time_limit: Minimum seconds per test input (evalplus's ``--min-time-limit``).
+        gt_time_limit_factor: Time limit as a multiple of the canonical solution's time
+            (evalplus's ``--gt-time-limit-factor``).
+
+    Returns:
+        One row per task in benchmark order:
+        ``{"task_id", "base_status", "plus_status", "solution"}``, statuses being evalplus's
+        "pass", "fail" or "timeout".
+
+    Raises:
+        ValueError: Samples for unknown tasks, duplicate or missing tasks, or ``n_workers`` < 1.
+    """
+    solutions = _check_samples(benchmark, samples)
+    if n_workers is None:
+        n_workers = max(1, (os.cpu_count() or 2) // 2)
+    if n_workers < 1:
+        raise ValueError(f"eval.n_workers={n_workers!r} must be >= 1 (or null for half the CPUs).")
+    output_not_none = list(MBPP_OUTPUT_NOT_NONE_TASKS) if benchmark.name == "mbpp" else []
+    gt_hash = _groundtruth_hash(benchmark)
+
+    started = time.perf_counter()
+    # "spawn": clean interpreters that share nothing with a caller holding a model or CUDA.
+    # (A spawned worker re-imports the caller's __main__ module, so start them once.)
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(
+        max_workers=n_workers, mp_context=context, initializer=_init_worker
+    )
+    try:
+        expected, console = executor.submit(
+            _groundtruth_worker, benchmark.problems, gt_hash, output_not_none
+        ).result()
+        for line in console.splitlines():
+            logger.info("evalplus: %s", line)
+        futures: list[Future] = [
+            executor.submit(
+                check_correctness,
+                benchmark.name,
+                0,  # completion_id: one sample per task
+                problem,
+                solutions[task_id],
+                expected[task_id],
+                False,  # base_only
+                True,  # fast_check: evalplus.evaluate's default (no per-test details)
+                task_id,
+                min_time_limit,
+                gt_time_limit_factor,
+            )
+            for task_id, problem in benchmark.problems.items()
+        ]
+        results: dict[str, dict[str, Any]] = {}
+        for done, future in enumerate(as_completed(futures), start=1):
+            result = future.result()
+            results[result["task_id"]] = result
+            if done % 50 == 0 or done == len(futures):
+                logger.info("%s: scored %d/%d tasks", benchmark.name, done, len(futures))
+    finally:
+        # Don't wait for a worker that may still be booting (re-importing the caller's
+        # __main__) only to tell it to exit; it exits on its own.
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    logger.info(
+        "%s: scored %d tasks in %.1f s with %d worker(s)",
+        benchmark.name,
+        len(results),
+        time.perf_counter() - started,
+        n_workers,
+    )
+    return [
+        {
+            "task_id": task_id,
+            "base_status": results[task_id]["base"][0],
+            "plus_status": results[task_id]["plus"][0],
+            "solution": results[task_id]["solution"],
+        }
+        for task_id in benchmark.problems
+    ]
+
+
+def pass_at_1(rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Greedy pass@1 from ``score`` rows, as fractions in [0, 1].
+
+    Args:
+        rows: One row per task with "base_status" and "plus_status".
+
+    Returns:
+        (base, plus): the share of tasks passing the base tests, and the share passing both
+        base and plus tests (evalplus's "base + extra tests" number).
+
+    Raises:
+        ValueError: If ``rows`` is empty.
+    """
+    if not rows:
+        raise ValueError("pass@1 needs at least one scored task; got no rows.")
+    base = sum(row["base_status"] == PASS for row in rows)
+    plus = sum(row["base_status"] == PASS and row["plus_status"] == PASS for row in rows)
+    return base / len(rows), plus / len(rows)

@@ -1,0 +1,75 @@
+"""The console scripts as a user runs them: Hydra owns argv, runs land in the run dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from magicoder.evaluation.app import run_evaluate
+from magicoder.tracking.wandb_offline import read_offline_run
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        env=env,
+        cwd=tmp_path,  # nothing may depend on the working directory
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_unknown_option_fails_with_hydra_listing_choices(tmp_path: Path):
+    result = _run(["magicoder.cli.train", "model=gpt5"], tmp_path)
+    assert result.returncode != 0
+    assert "gpt5" in result.stderr and "deepseek-coder-6.7b-base" in result.stderr
+
+
+@pytest.mark.slow
+def test_multirun_sweep_from_the_command_line(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    result = _run(
+        [
+            "magicoder.cli.train",
+            "-m",
+            "experiment=smoke",
+            "eval=none",
+            "logger=csv",
+            "trainer.max_steps=2",
+            "trainer.enable_progress_bar=false",
+            "optimizer.lr=1e-3,3e-3",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, lr in (("0", "1e-3"), ("1", "3e-3")):
+        config = (sweep / job / ".hydra" / "config.yaml").read_text()
+        assert f"lr: {float(lr)}" in config
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["train/sft/global_step"] == 2
+        assert (sweep / job / "model" / "sft" / "config.json").is_file()
+
+
+def test_run_evaluate_scores_the_tiny_model_and_logs_to_wandb(tmp_path: Path, compose, data_dir):
+    cfg = compose(
+        "evaluate",
+        ["eval=humaneval", "eval.limit=2", "eval.max_new_tokens=16", "eval.batch_size=2"],
+        tmp_path,
+    )
+    metrics = run_evaluate(cfg)
+    assert set(metrics) == {"eval/tiny/humaneval/pass@1", "eval/tiny/humaneval_plus/pass@1"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert len((tmp_path / "eval/tiny/humaneval/samples.jsonl").read_text().splitlines()) == 2
+    run = read_offline_run(tmp_path)
+    assert (
+        run.summary["eval/tiny/humaneval_plus/pass@1"] == metrics["eval/tiny/humaneval_plus/pass@1"]
+    )
+    assert run.config["model"]["name"] == "tiny"
