@@ -39,3 +39,33 @@ def format_prompt(instruction: str, response: str = "") -> str:
         The full prompt text.
     """
     return MAGICODER_PROMPT.format(instruction=instruction, response=response)
+
+
+# OSS-Instruct generation (``magicoder-generate``), verbatim from Magicoder's
+# ``src/magicoder/generate_data.py`` (system prompt) and ``data/prompt.txt`` (user prompt).
+# A changed prompt gets a new version key; the version is part of the fingerprint in the name
+# of every generated file, so data made with different prompts never mixes.
+OSS_INSTRUCT_SYSTEM_PROMPT = "You are exceptionally skilled at crafting high-quality programming problems and offering precise solutions."
+"""The teacher's system message."""
+
+OSS_INSTRUCT_USER_PROMPT = """Please gain inspiration from the following random code snippet to create a high-quality programming problem. Present your output in two distinct sections: [Problem Description] and [Solution].
+
+Code snippet for inspiration:
+```
+{code}
+```
+
+Guidelines for each section:
+
+1. [Problem Description]: This should be **completely self-contained**, providing all the contextual information one needs to understand and solve the problem. Assume common programming knowledge, but ensure that any specific context, variables, or code snippets pertinent to this problem are explicitly included.
+
+2. [Solution]: Offer a comprehensive, **correct** solution that accurately addresses the [Problem Description] you provided."""
+"""The teacher's user message; ``{code}`` is the seed snippet."""
+
+OSS_INSTRUCT_PROMPT_VERSION = "oss-instruct-v1"
+"""The version of the pair above, the default of ``magicoder-generate``'s ``prompt`` key."""
+
+GENERATION_PROMPTS: dict[str, tuple[str, str]] = {
+    OSS_INSTRUCT_PROMPT_VERSION: (OSS_INSTRUCT_SYSTEM_PROMPT, OSS_INSTRUCT_USER_PROMPT),
+}
+"""Generation prompt versions: version -> (system prompt, user prompt with ``{code}``)."""

@@ -1,0 +1,350 @@
+"""``run_curate`` and ``run_data_report``: the configured cleaning steps, and the data report.
+
+``run_curate`` reads one or more raw files, optionally shuffles them (the paper: seed 666),
+runs ``cfg.steps`` in order, formats the survivors into training rows and writes, under
+``cfg.output_dir``:
+
+* ``curated.jsonl``: rows ``data=jsonl`` trains on directly;
+* ``rejects.jsonl``: every dropped row with its ``step``, ``reason`` (and ``matched`` or
+  ``duplicate_of``);
+* ``summary.json`` / ``summary.md``: rows in and out per step and per language;
+* ``report/``: the data report of the curated rows (when ``report.enabled``).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from magicoder.config import to_dict
+from magicoder.curation.benchmarks import load_benchmark_strings
+from magicoder.curation.decontamination import Decontaminator
+from magicoder.curation.filters import (
+    Row,
+    copied_code_filter,
+    exact_dedup,
+    missing_fields_filter,
+    reject,
+)
+from magicoder.curation.near_dedup import near_dedup
+from magicoder.curation.report import (
+    DataReport,
+    build_report,
+    load_tokenizer,
+    log_report,
+    table_markdown,
+)
+from magicoder.generation.store import iter_jsonl
+from magicoder.tracking.loggers import build_logger, finish, write_metrics
+
+log = logging.getLogger(__name__)
+
+STEPS = ("exact_dedup", "copied_code", "near_dedup", "decontaminate")
+INPUT_FIELDS: dict[str, tuple[str, str, str | None]] = {
+    "oss_instruct": ("problem", "solution", "seed"),
+    "instruction": ("instruction", "response", None),
+}
+"""Input format → (problem field, solution field, seed field)."""
+
+
+def resolve_inputs(inputs: str | Sequence[str]) -> list[Path]:
+    """Files named by ``inputs`` (paths or glob patterns), in order, each once.
+
+    Raises:
+        FileNotFoundError: When a path or pattern matches no file.
+    """
+    patterns = [inputs] if isinstance(inputs, str) else list(inputs)
+    if not patterns:
+        raise ValueError("inputs is empty; give one or more raw jsonl files (or glob patterns)")
+    files: list[Path] = []
+    for pattern in patterns:
+        expanded = str(Path(pattern).expanduser())
+        matches = sorted(glob.glob(expanded, recursive=True)) if glob.has_magic(expanded) else []
+        if not matches and Path(expanded).is_file():
+            matches = [expanded]
+        if not matches:
+            raise FileNotFoundError(
+                f"inputs entry {pattern!r} matches no file; give the raw jsonl files written "
+                "by magicoder-generate (paths or glob patterns)"
+            )
+        files.extend(Path(m) for m in matches if Path(m) not in files)
+    return files
+
+
+def format_rows(rows: Sequence[Row], input_format: str, style: str) -> tuple[list[Row], list[Row]]:
+    """Turn curated rows into training rows.
+
+    Args:
+        rows: Curated rows.
+        input_format: ``oss_instruct`` or ``instruction``.
+        style: ``instruction`` (``{"instruction", "response", ...}``: OSS-Instruct rows become
+            ``OSS_INSTRUCT_INSTRUCTION.format(problem=...)`` with the solution as response) or
+            ``oss_instruct`` (keep problem/solution; train with ``data.format=oss_instruct``).
+    """
+    from magicoder.data.sources import to_instruction_row
+
+    if style not in ("instruction", "oss_instruct"):
+        raise ValueError(f"format={style!r} is unknown; use 'instruction' or 'oss_instruct'")
+    if style == "oss_instruct" and input_format != "oss_instruct":
+        raise ValueError(
+            "format=oss_instruct keeps problem/solution fields, which input_format=instruction "
+            "rows do not have; use format=instruction"
+        )
+    kept: list[Row] = []
+    rejected: list[Row] = []
+    for row in rows:
+        out = row if style == "oss_instruct" else to_instruction_row(row, input_format)
+        if out is None:
+            rejected.append(reject(row, "format", "cannot be made an instruction row"))
+        else:
+            kept.append(out)
+    return kept, rejected
+
+
+def _lang_counts(rows: Sequence[Row]) -> Counter[str]:
+    return Counter(str(r.get("lang") or "unknown") for r in rows)
+
+
+def _step_summary(name: str, before: Sequence[Row], after: Sequence[Row], dropped: Sequence[Row]):
+    langs_in, langs_out = _lang_counts(before), _lang_counts(after)
+    return {
+        "step": name,
+        "in": len(before),
+        "out": len(after),
+        "dropped": len(dropped),
+        "by_lang": {
+            lang: {"in": langs_in[lang], "out": langs_out.get(lang, 0)} for lang in sorted(langs_in)
+        },
+        "reasons": dict(Counter(str(r["reason"]) for r in dropped).most_common()),
+    }
+
+
+def _steps(cfg: DictConfig, fields: tuple[str, str, str | None]) -> dict[str, Callable]:
+    problem, solution, seed = fields
+    text_fields = [problem, solution]
+
+    def exact(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        keys = cfg.exact_dedup.fields or ([seed] if seed else []) + text_fields
+        return exact_dedup(rows, list(keys))
+
+    def copied(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        return copied_code_filter(rows, problem, solution)
+
+    def near(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        c = cfg.near_dedup
+        return near_dedup(rows, text_fields, c.threshold, c.num_perm, c.shingle, c.seed)
+
+    def decontaminate(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        c = cfg.decontaminate
+        strings = load_benchmark_strings(to_dict(c.benchmarks), c.mbpp_split)
+        matcher = Decontaminator(
+            strings,
+            list(c.columns or text_fields),
+            normalize=c.normalize,
+            ngram_n=c.ngram.n,
+            ngram_threshold=c.ngram.threshold,
+        )
+        kept, rejected = [], []
+        for row in rows:
+            match = matcher.find(row)
+            if match is None:
+                kept.append(row)
+            else:
+                reason = f"{match.string.benchmark} {match.string.kind} ({match.method})"
+                rejected.append(reject(row, "decontaminate", reason, matched=match.describe()))
+        return kept, rejected
+
+    return {
+        "exact_dedup": exact,
+        "copied_code": copied,
+        "near_dedup": near,
+        "decontaminate": decontaminate,
+    }
+
+
+def _summary_markdown(summary: dict[str, Any]) -> str:
+    lines = ["| step | in | out | dropped |", "|---|---|---|---|"]
+    for s in summary["steps"]:
+        lines.append(f"| {s['step']} | {s['in']} | {s['out']} | {s['dropped']} |")
+    langs = sorted(summary["by_lang"])
+    lines += ["", "| lang | in | out |", "|---|---|---|"]
+    for lang in langs:
+        lines.append(
+            f"| {lang} | {summary['by_lang'][lang]['in']} | {summary['by_lang'][lang]['out']} |"
+        )
+    if summary.get("decontaminated_by"):
+        lines += ["", "| benchmark | rows dropped |", "|---|---|"]
+        for bench, n in summary["decontaminated_by"].items():
+            lines.append(f"| {bench} | {n} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_jsonl(path: Path, rows: Sequence[Row]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _log_summary_table(logger: Any, summary: dict[str, Any]) -> None:
+    experiment = getattr(logger, "experiment", None)
+    if experiment is None or not hasattr(experiment, "log"):
+        return
+    import wandb
+
+    table = wandb.Table(columns=["step", "in", "out", "dropped"])
+    for s in summary["steps"]:
+        table.add_data(s["step"], s["in"], s["out"], s["dropped"])
+    langs = wandb.Table(columns=["lang", "in", "out"])
+    for lang, counts in sorted(summary["by_lang"].items()):
+        langs.add_data(lang, counts["in"], counts["out"])
+    experiment.log({"curate/steps": table, "curate/languages": langs})
+
+
+def run_curate(cfg: DictConfig) -> dict[str, float]:
+    """Curate raw OSS-Instruct (or instruction) files into a training file.
+
+    Args:
+        cfg: The composed ``conf/curate.yaml``.
+
+    Returns:
+        ``curate/rows_in``, ``curate/rows_out``, ``curate/<step>/dropped``,
+        ``curate/decontaminate/<benchmark>`` and the report's ``report/*`` metrics; also
+        written to ``<run dir>/metrics.json``.
+    """
+    if cfg.input_format not in INPUT_FIELDS:
+        raise ValueError(
+            f"input_format={cfg.input_format!r} is unknown; use one of {sorted(INPUT_FIELDS)}"
+        )
+    unknown = [s for s in cfg.steps if s not in STEPS]
+    if unknown:
+        raise ValueError(f"steps {unknown} are unknown; choose from {list(STEPS)}")
+    run_dir = Path(cfg.paths.output_dir)
+    out_dir = Path(cfg.output_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = resolve_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
+    fields = INPUT_FIELDS[cfg.input_format]
+    steps = _steps(cfg, fields)
+    tokenizer = None
+    if cfg.report.enabled:
+        log.info("Report tokenizer: %s", cfg.model._target_)
+        tokenizer = load_tokenizer(instantiate(cfg.model))
+
+    raw: list[Row] = []
+    for path in files:
+        n = len(raw)
+        raw.extend(iter_jsonl(path))
+        log.info("Read %d rows from %s", len(raw) - n, path)
+    if cfg.shuffle_seed is not None:
+        random.Random(cfg.shuffle_seed).shuffle(raw)
+
+    logger = build_logger(cfg.get("logger"), run_dir)
+    if logger is not None:
+        logger.log_hyperparams(to_dict(cfg))
+
+    summaries = []
+    rejected: list[Row] = []
+    rows, dropped = missing_fields_filter(raw, fields[:2])
+    summaries.append(_step_summary("load", raw, rows, dropped))
+    rejected += dropped
+    for name in cfg.steps:
+        before = rows
+        rows, dropped = steps[name](rows)
+        summaries.append(_step_summary(name, before, rows, dropped))
+        rejected += dropped
+        log.info("%s: %d → %d rows", name, len(before), len(rows))
+    before = rows
+    rows, dropped = format_rows(rows, cfg.input_format, cfg.format)
+    summaries.append(_step_summary("format", before, rows, dropped))
+    rejected += dropped
+
+    curated_path, rejects_path = out_dir / "curated.jsonl", out_dir / "rejects.jsonl"
+    _write_jsonl(curated_path, rows)
+    _write_jsonl(rejects_path, rejected)
+    langs_in, langs_out = _lang_counts(raw), _lang_counts(rows)
+    decontaminated = Counter(
+        r["matched"]["benchmark"] for r in rejected if r["step"] == "decontaminate"
+    )
+    summary = {
+        "inputs": [str(p) for p in files],
+        "rows_in": len(raw),
+        "rows_out": len(rows),
+        "steps": summaries,
+        "by_lang": {
+            lang: {"in": langs_in[lang], "out": langs_out.get(lang, 0)} for lang in langs_in
+        },
+        "decontaminated_by": dict(decontaminated.most_common()),
+        "curated": str(curated_path),
+        "rejects": str(rejects_path),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    table = _summary_markdown(summary)
+    (out_dir / "summary.md").write_text(table)
+    log.info("Curation summary (%s):\n%s", out_dir, table)
+
+    metrics: dict[str, float] = {
+        "curate/rows_in": float(len(raw)),
+        "curate/rows_out": float(len(rows)),
+        "curate/rejected": float(len(rejected)),
+    }
+    for s in summaries:
+        metrics[f"curate/{s['step']}/dropped"] = float(s["dropped"])
+    for bench, n in decontaminated.items():
+        metrics[f"curate/decontaminate/{bench}"] = float(n)
+    for lang, n in langs_out.items():
+        metrics[f"curate/lang/{lang}/rows_out"] = float(n)
+
+    report: DataReport | None = None
+    if cfg.report.enabled and rows:
+        report = build_report(
+            rows, tokenizer, cfg.report.humaneval_path, out_dir / "report", cfg.report.bins
+        )
+        metrics.update(report.metrics)
+    write_metrics(run_dir / "metrics.json", metrics)
+    if logger is not None:
+        logger.log_metrics(metrics)
+        _log_summary_table(logger, summary)
+        if report is not None:
+            log_report(logger, report)
+        finish(logger)
+    log.info("Curated %d of %d rows → %s", len(rows), len(raw), curated_path)
+    return metrics
+
+
+def run_data_report(cfg: DictConfig) -> dict[str, float]:
+    """The data report of any instruction (or raw OSS-Instruct) file.
+
+    Args:
+        cfg: The composed ``conf/data-report.yaml``.
+
+    Returns:
+        The ``report/*`` metrics (also in ``<run dir>/metrics.json``).
+    """
+    files = resolve_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
+    run_dir = Path(cfg.paths.output_dir)
+    out_dir = Path(cfg.output_dir).expanduser()
+    log.info("Report tokenizer: %s", cfg.model._target_)
+    tokenizer = load_tokenizer(instantiate(cfg.model))
+    rows: list[Row] = [row for path in files for row in iter_jsonl(path)]
+    if cfg.max_rows is not None and len(rows) > cfg.max_rows:
+        rows = random.Random(cfg.seed).sample(rows, cfg.max_rows)
+    report = build_report(rows, tokenizer, cfg.humaneval_path, out_dir, cfg.bins)
+    logger = build_logger(cfg.get("logger"), run_dir)
+    if logger is not None:
+        logger.log_hyperparams(to_dict(cfg))
+        logger.log_metrics(report.metrics)
+        log_report(logger, report)
+        finish(logger)
+    write_metrics(run_dir / "metrics.json", report.metrics)
+    log.info("Data report (%s):\n%s", out_dir, table_markdown(report.table))
+    return report.metrics
