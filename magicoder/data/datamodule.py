@@ -14,6 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
 
+from magicoder.data.batching import length_grouped_batch_count, length_grouped_batches
+from magicoder.data.packing import collate_packed, pack_dataset
 from magicoder.data.sft import IGNORE_INDEX, collate, encode_example
 from magicoder.data.sources import Source
 
@@ -61,7 +63,7 @@ def encode_rows(
 
 
 class ListDataset(Dataset):
-    """A list of encoded examples."""
+    """A list of encoded examples (or packed rows)."""
 
     def __init__(self, items: list[dict[str, list[int]]]):
         self.items = items
@@ -71,6 +73,10 @@ class ListDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         return self.items[i]
+
+    def lengths(self) -> list[int]:
+        """Token count of each item."""
+        return [len(item["input_ids"]) for item in self.items]
 
 
 class ResumableSampler(Sampler[int]):
@@ -118,8 +124,60 @@ class ResumableSampler(Sampler[int]):
         return self.n // self.world_size
 
 
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Micro-batches of similar-length items (:func:`length_grouped_batches`), resumable.
+
+    Seeded per epoch and sharded over ranks like :class:`ResumableSampler`; ``skip_fn`` is
+    asked at the start of every pass how many of this rank's *batches* were already consumed
+    in the current epoch, and those are skipped.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        skip_fn: Callable[[], int] | None = None,
+    ):
+        self.lengths = list(lengths)
+        self.batch_size, self.seed = batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.skip_fn = skip_fn
+        self.epoch = 0
+        # Lightning calls set_epoch on `dataloader.batch_sampler.sampler`, not on the batch
+        # sampler itself.
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning before each epoch."""
+        self.epoch = epoch
+
+    def epoch_batches(self) -> list[list[int]]:
+        """This rank's batches for the current epoch, before skipping."""
+        return length_grouped_batches(
+            self.lengths,
+            self.batch_size,
+            seed=self.seed,
+            epoch=self.epoch,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        # A generator, so the skip is read at the first batch: Lightning creates the
+        # DataLoader iterator before it restores the progress of a resumed run.
+        skip = self.skip_fn() if self.skip_fn else 0
+        yield from self.epoch_batches()[skip:]
+
+    def __len__(self) -> int:
+        return length_grouped_batch_count(len(self.lengths), self.batch_size, self.world_size)
+
+
 class SFTDataModule(L.LightningDataModule):
-    """Loads a stage's sources, splits off validation, tokenizes with label masking.
+    """Loads a stage's sources, splits off validation, tokenizes with label masking, and
+    batches plainly, by length (``group_by_length``) or as packed sequences (``packing``).
 
     Args:
         sources: The stage's datasets.
@@ -129,6 +187,11 @@ class SFTDataModule(L.LightningDataModule):
         val_fraction: Fraction of rows held out for ``val/loss`` (0 disables validation).
         seed: Shuffle seed.
         num_workers: DataLoader workers.
+        packing: Pack several examples into each sequence of up to ``max_seq_len`` tokens
+            (best-fit decreasing, attention kept within each example); ``batch_size`` then
+            counts packed sequences.
+        group_by_length: Batch items of similar length together (batch order still shuffled)
+            so less of each micro-batch is padding.
     """
 
     def __init__(
@@ -140,6 +203,8 @@ class SFTDataModule(L.LightningDataModule):
         val_fraction: float = 0.0,
         seed: int = 0,
         num_workers: int = 0,
+        packing: bool = False,
+        group_by_length: bool = False,
     ):
         super().__init__()
         if not sources:
@@ -153,6 +218,8 @@ class SFTDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.seed = seed
         self.num_workers = num_workers
+        self.packing = packing
+        self.group_by_length = group_by_length
         self.train_set: ListDataset | None = None
         self.val_set: ListDataset | None = None
         self.stats: dict[str, EncodeStats] = {}
@@ -191,26 +258,70 @@ class SFTDataModule(L.LightningDataModule):
                 f"no training example fits max_seq_len={self.max_seq_len}; raise the stage's "
                 "max_seq_len or check the data"
             )
+        if self.packing:
+            n_train = len(train)
+            train = pack_dataset(train, self.max_seq_len)
+            val = pack_dataset(val, self.max_seq_len)
+            per_row = n_train / len(train)
+            log.info(
+                "Packed %d training examples into %d sequences of up to %d tokens (%.1f%% full, "
+                "%.2f examples each): a micro-batch of %d sequences holds about %.1f examples "
+                "(data.batch_size=%d would keep about %d, as without packing)",
+                n_train,
+                len(train),
+                self.max_seq_len,
+                100.0 * self.stats["train"].tokens / (len(train) * self.max_seq_len),
+                per_row,
+                self.batch_size,
+                self.batch_size * per_row,
+                max(1, round(self.batch_size / per_row)),
+                self.batch_size,
+            )
         self.train_set, self.val_set = ListDataset(train), ListDataset(val)
 
     def _collate(self) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
-        return partial(collate, pad_token_id=self.tokenizer.pad_token_id)
+        pad_token_id = self.tokenizer.pad_token_id
+        if self.packing:
+            return partial(collate_packed, pad_token_id=pad_token_id)
+        return partial(collate, pad_token_id=pad_token_id)
 
-    def _consumed_in_epoch(self) -> int:
-        """Samples of this rank already trained on in the current epoch (restored on resume)."""
+    def _batches_consumed_in_epoch(self) -> int:
+        """Micro-batches of this rank already trained on in the current epoch (restored on
+        resume)."""
         trainer = self.trainer
         if trainer is None:
             return 0
-        return trainer.fit_loop.epoch_loop.batch_progress.current.ready * self.batch_size
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
+
+    def _consumed_in_epoch(self) -> int:
+        """Samples of this rank already trained on in the current epoch (restored on resume)."""
+        return self._batches_consumed_in_epoch() * self.batch_size
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "setup() must run first"
         trainer = self.trainer
+        rank = trainer.global_rank if trainer else 0
+        world_size = trainer.world_size if trainer else 1
+        if self.group_by_length:
+            batch_sampler = LengthGroupedBatchSampler(
+                self.train_set.lengths(),
+                self.batch_size,
+                seed=self.seed,
+                rank=rank,
+                world_size=world_size,
+                skip_fn=self._batches_consumed_in_epoch,
+            )
+            return DataLoader(
+                self.train_set,
+                batch_sampler=batch_sampler,
+                collate_fn=self._collate(),
+                num_workers=self.num_workers,
+            )
         sampler = ResumableSampler(
             len(self.train_set),
             seed=self.seed,
-            rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1,
+            rank=rank,
+            world_size=world_size,
             skip_fn=self._consumed_in_epoch,
         )
         return DataLoader(

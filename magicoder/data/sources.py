@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from magicoder.prompts import OSS_INSTRUCT_INSTRUCTION
 log = logging.getLogger(__name__)
 
 FORMATS = ("instruction", "oss_instruct")
+STDLIB_KINDS = ("all", "functions", "methods")
 
 
 def to_instruction_row(record: dict[str, Any], fmt: str) -> dict[str, Any] | None:
@@ -53,25 +54,41 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def convert_rows(records: Iterable[dict[str, Any]], fmt: str, name: str) -> list[dict[str, Any]]:
+def convert_rows(
+    records: Iterable[dict[str, Any]], fmt: str, name: str, langs: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Convert records with :func:`to_instruction_row`, warning about skipped ones.
+
+    Args:
+        records: Raw rows.
+        fmt: Row format (see :data:`FORMATS`).
+        name: Dataset name for messages.
+        langs: Keep only rows whose ``lang`` field is one of these (None keeps all).
 
     Raises:
         ValueError: When no record is usable.
     """
-    rows, skipped = [], 0
+    rows, skipped, other_lang = [], 0, 0
+    keep = {lang.lower() for lang in langs} if langs is not None else None
     for record in records:
         row = to_instruction_row(record, fmt)
         if row is None:
             skipped += 1
+        elif keep is not None and str(row.get("lang", "")).lower() not in keep:
+            other_lang += 1
         else:
             rows.append(row)
+    if other_lang:
+        log.info(
+            "%s: left out %d rows whose lang is not in %s", name, other_lang, sorted(keep or [])
+        )
     if skipped:
         required = "problem/solution" if fmt == "oss_instruct" else "instruction/response"
         log.warning("%s: skipped %d rows without non-empty %s", name, skipped, required)
     if not rows:
         raise ValueError(
-            f"dataset {name} has no usable row ({skipped} skipped): each row needs "
+            f"dataset {name} has no usable row ({skipped} skipped, {other_lang} in other "
+            f"languages than {langs}): each row needs "
             f"{'problem and solution' if fmt == 'oss_instruct' else 'instruction and response'}"
             " strings; check the file or the dataset's `format`"
         )
@@ -80,9 +97,15 @@ def convert_rows(records: Iterable[dict[str, Any]], fmt: str, name: str) -> list
 
 @dataclass
 class Source:
-    """Base of all sources: a name for logs and reports."""
+    """Base of all sources.
+
+    Attributes:
+        name: Name in logs and reports.
+        langs: Keep only rows whose ``lang`` is one of these (None: all languages).
+    """
 
     name: str
+    langs: list[str] | None = None
 
     def check(self) -> None:
         """Raise early (before training) if the source cannot be read."""
@@ -98,14 +121,29 @@ class StdlibPairs(Source):
 
     Attributes:
         max_files: Scan only the first N standard-library files (None: all).
+        kind: ``all``, ``functions`` (module level) or ``methods`` (in classes): two disjoint
+            halves that stand in for two datasets in offline mixture ablations.
     """
 
     max_files: int | None = None
+    kind: str = "all"
+
+    def check(self) -> None:
+        if self.kind not in STDLIB_KINDS:
+            raise ValueError(
+                f"StdlibPairs kind={self.kind!r} is unknown; use one of {STDLIB_KINDS}"
+            )
 
     def load(self) -> list[dict[str, Any]]:
         from magicoder.data.stdlib import stdlib_pairs
 
-        return convert_rows(stdlib_pairs(self.max_files), "instruction", self.name)
+        self.check()
+        rows = [
+            row
+            for row in stdlib_pairs(self.max_files)
+            if self.kind == "all" or ("." in row["qualname"]) == (self.kind == "methods")
+        ]
+        return convert_rows(rows, "instruction", self.name, self.langs)
 
 
 @dataclass
@@ -131,7 +169,7 @@ class JsonlFile(Source):
 
     def load(self) -> list[dict[str, Any]]:
         self.check()
-        return convert_rows(self._records(), self.format, f"{self.name} ({self.path})")
+        return convert_rows(self._records(), self.format, f"{self.name} ({self.path})", self.langs)
 
     def _records(self) -> Iterator[dict[str, Any]]:
         with open(self.path, encoding="utf-8") as f:
@@ -171,4 +209,4 @@ class HubDataset(Source):
                 f"could not load dataset {self.path!r} (split {self.split!r}): {err}. Offline, "
                 "export it to jsonl and train with data=jsonl data.path=<file>"
             ) from err
-        return convert_rows(iter(ds), self.format, self.name)
+        return convert_rows(iter(ds), self.format, self.name, self.langs)

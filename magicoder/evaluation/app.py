@@ -45,7 +45,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, float]:
     spec.check()
     benchmarks = load_benchmarks(settings)
     model, tokenizer = spec.load()
-    model = model.to(resolve_device(cfg.device))  # type: ignore[arg-type]
+    if settings.backend == "hf":
+        # vLLM loads the weights itself; the copy here only names them, so it stays on the CPU.
+        model = model.to(resolve_device(cfg.device))  # type: ignore[arg-type]
     logger = build_logger(cfg.get("logger"), run_dir)
     if logger is not None:
         logger.log_hyperparams(to_dict(cfg))

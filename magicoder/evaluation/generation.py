@@ -1,9 +1,22 @@
-"""Batched greedy generation with a Hugging Face causal LM, stopping at the closing code fence."""
+"""Greedy generation for evaluation, stopping at the closing code fence.
+
+Two backends produce the same completions for the same prompts:
+
+- ``hf``: batched ``generate`` of a Hugging Face causal LM (any device). Prompts are sorted
+  by length and batched with left padding, decoding uses the KV cache, and each sequence
+  stops on its own at the stop string. The batch size is fixed or ``"auto"`` (start at
+  :data:`AUTO_BATCH_START` and halve on out-of-memory).
+- ``vllm``: vLLM's continuously batched engine (GPU machines with ``vllm`` installed), fed
+  the very token ids the ``hf`` backend would see, with the same stop string and cut rule.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,13 +26,37 @@ from magicoder.prompts import CODE_FENCE
 
 logger = logging.getLogger(__name__)
 
+BACKENDS = ("hf", "vllm")
+AUTO_BATCH_START = 64
+"""First batch size tried by ``batch_size="auto"``; it halves on out-of-memory errors."""
+
+
+def check_batch_size(batch_size: int | str) -> None:
+    """Raise unless ``batch_size`` is a positive int or ``"auto"``."""
+    if batch_size == "auto":
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"eval.batch_size={batch_size!r} must be an integer >= 1 or 'auto'.")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an accelerator running out of memory (CUDA, or MPS/XPU wording)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def _free_accelerator_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
 
 def generate_completions(
     model: Any,
     tokenizer: Any,
     prompts: list[str],
     *,
-    batch_size: int,
+    batch_size: int | str,
     max_new_tokens: int,
     stop: str | None = CODE_FENCE,
 ) -> list[str]:
@@ -34,7 +71,9 @@ def generate_completions(
         model: A causal LM with ``generate`` (e.g. ``AutoModelForCausalLM``).
         tokenizer: Its tokenizer. Without a pad token, EOS is used for padding.
         prompts: Full prompt texts (template plus response prefix).
-        batch_size: Prompts per ``generate`` call.
+        batch_size: Prompts per ``generate`` call, or ``"auto"``: start at
+            :data:`AUTO_BATCH_START` (or the number of prompts, if fewer) and halve whenever a
+            batch runs out of accelerator memory, keeping the size that fits.
         max_new_tokens: Most tokens generated per prompt.
         stop: Stop a sequence once it generates this string (None: only EOS / length). The
             returned text may run past it within the last token; cut it afterwards.
@@ -43,11 +82,12 @@ def generate_completions(
         The decoded continuations (special tokens skipped), in the order of ``prompts``.
 
     Raises:
-        ValueError: On a non-positive ``batch_size`` / ``max_new_tokens``, or a tokenizer with
+        ValueError: On a bad ``batch_size`` / ``max_new_tokens``, or a tokenizer with
             neither a pad nor an EOS token.
+        torch.cuda.OutOfMemoryError: When a fixed batch size (or, with ``"auto"``, a single
+            prompt) does not fit.
     """
-    if batch_size < 1:
-        raise ValueError(f"eval.batch_size={batch_size!r} must be >= 1.")
+    check_batch_size(batch_size)
     if max_new_tokens < 1:
         raise ValueError(f"eval.max_new_tokens={max_new_tokens!r} must be >= 1.")
     if not prompts:
@@ -57,6 +97,8 @@ def generate_completions(
             f"{type(tokenizer).__name__} has neither a pad nor an EOS token; batched generation "
             "needs one to pad with (set eos_token in the model config)."
         )
+    auto = batch_size == "auto"
+    size = min(AUTO_BATCH_START, len(prompts)) if auto else int(batch_size)
 
     saved_side, saved_pad, was_training = (
         tokenizer.padding_side,
@@ -78,39 +120,257 @@ def generate_completions(
     started, n_new_tokens = time.perf_counter(), 0
     model.eval()
     try:
-        with torch.inference_mode():
-            for start in tqdm(
-                range(0, len(order), batch_size), desc="generate", unit="batch", disable=None
-            ):
-                indices = order[start : start + batch_size]
-                batch = tokenizer(
-                    [prompts[i] for i in indices], return_tensors="pt", padding=True
-                ).to(model.device)
-                generated = model.generate(
-                    **batch,
-                    do_sample=False,
-                    num_beams=1,
-                    max_new_tokens=max_new_tokens,
-                    use_cache=True,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=eos_token_id,
-                    **stop_kwargs,
-                )
+        with (
+            torch.inference_mode(),
+            tqdm(total=len(prompts), desc="generate", unit="prompt", disable=None) as bar,
+        ):
+            done = 0
+            while done < len(order):
+                indices = order[done : done + size]
+                out_of_memory = False
+                try:
+                    batch = tokenizer(
+                        [prompts[i] for i in indices], return_tensors="pt", padding=True
+                    ).to(model.device)
+                    generated = model.generate(
+                        **batch,
+                        do_sample=False,
+                        num_beams=1,
+                        max_new_tokens=max_new_tokens,
+                        use_cache=True,
+                        pad_token_id=tokenizer.pad_token_id,
+                        eos_token_id=eos_token_id,
+                        **stop_kwargs,
+                    )
+                except Exception as err:
+                    if not is_out_of_memory(err):
+                        raise
+                    out_of_memory = True
+                if out_of_memory:
+                    # Outside the except block, so the traceback no longer pins the batch.
+                    _free_accelerator_memory()
+                    if not auto:
+                        raise torch.cuda.OutOfMemoryError(
+                            f"eval.batch_size={size} does not fit in accelerator memory; "
+                            "lower eval.batch_size or set eval.batch_size=auto"
+                        ) from None
+                    if size == 1:
+                        raise torch.cuda.OutOfMemoryError(
+                            "a single prompt does not fit in accelerator memory with "
+                            f"eval.max_new_tokens={max_new_tokens}; lower it or use a larger "
+                            "device"
+                        ) from None
+                    size //= 2
+                    logger.warning("Generation ran out of memory; batch size now %d", size)
+                    continue
                 new_tokens = generated[:, batch["input_ids"].shape[1] :]
                 n_new_tokens += int((new_tokens != tokenizer.pad_token_id).sum())
                 texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
                 for i, text in zip(indices, texts, strict=True):
                     outputs[i] = text
+                done += len(indices)
+                bar.update(len(indices))
     finally:
         tokenizer.padding_side = saved_side
         tokenizer.pad_token = saved_pad
         model.train(was_training)
     elapsed = time.perf_counter() - started
     logger.info(
-        "Generated %d completions (%d new tokens) in %.1f s (%.0f tokens/s)",
+        "Generated %d completions (%d new tokens) in %.1f s (%.0f tokens/s, batch size %d)",
         len(prompts),
         n_new_tokens,
         elapsed,
         n_new_tokens / max(elapsed, 1e-9),
+        size,
     )
     return outputs
+
+
+def vllm_engine_args(
+    model_path: str | Path,
+    *,
+    dtype: str = "auto",
+    seed: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM``.
+
+    Args:
+        model_path: A ``save_pretrained`` directory or hub id (the weights to evaluate).
+        dtype: Weights dtype ("float32", "bfloat16", "float16" or "auto").
+        seed: Engine seed (greedy decoding does not depend on it).
+        extra: Further ``vllm.LLM`` arguments (``eval.vllm_args``), e.g.
+            ``tensor_parallel_size`` or ``gpu_memory_utilization``; they win over the above.
+
+    Returns:
+        The arguments; the tokenizer is the model's own, so vLLM decodes the same vocabulary.
+    """
+    args: dict[str, Any] = {
+        "model": str(model_path),
+        "tokenizer": str(model_path),
+        "dtype": dtype,
+        "seed": seed,
+    }
+    args.update(extra or {})
+    return args
+
+
+def vllm_sampling_args(max_new_tokens: int, stop: str | None) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.SamplingParams``: greedy, like the ``hf`` backend.
+
+    The stop string is kept in the output (as the ``hf`` backend keeps the token completing
+    it), so both backends' completions go through the same cut at the first fence.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"eval.max_new_tokens={max_new_tokens!r} must be >= 1.")
+    return {
+        "n": 1,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "max_tokens": max_new_tokens,
+        "stop": [stop] if stop is not None else None,
+        "include_stop_str_in_output": True,
+        "skip_special_tokens": True,
+    }
+
+
+_VLLM_MISSING = (
+    "eval.backend=vllm needs the vllm package, which runs on GPU machines (pip install vllm); "
+    "install it there, or use eval.backend=hf"
+)
+
+
+def check_backend(backend: str) -> None:
+    """Raise early (before any training) when ``backend`` is unknown or not installed.
+
+    Raises:
+        ValueError: For an unknown backend.
+        ImportError: For ``vllm`` without the vllm package (found without importing it).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"eval.backend={backend!r} is unknown; use one of {list(BACKENDS)}")
+    if backend == "vllm":
+        try:
+            found = importlib.util.find_spec("vllm") is not None
+        except ValueError:  # a module entry without a spec counts as missing
+            found = False
+        if not found:
+            raise ImportError(_VLLM_MISSING)
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as err:
+        raise ImportError(_VLLM_MISSING) from err
+    return vllm
+
+
+class VllmGenerator:
+    """Generates with vLLM; the engine starts on the first call and is reused after.
+
+    Args:
+        model_path: Directory (or hub id) of the weights to evaluate.
+        tokenizer: The model's tokenizer; prompts are tokenized with it exactly as the ``hf``
+            backend does, and vLLM gets the token ids.
+        max_new_tokens: Most tokens generated per prompt.
+        stop: Stop string (None: only EOS / length).
+        dtype: Weights dtype for the engine.
+        engine_args: Extra ``vllm.LLM`` arguments.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        tokenizer: Any,
+        *,
+        max_new_tokens: int,
+        stop: str | None = CODE_FENCE,
+        dtype: str = "auto",
+        engine_args: dict[str, Any] | None = None,
+    ):
+        self.vllm = _import_vllm()
+        self.tokenizer = tokenizer
+        self.engine_args = vllm_engine_args(model_path, dtype=dtype, extra=engine_args)
+        self.sampling_args = vllm_sampling_args(max_new_tokens, stop)
+        self._llm: Any = None
+
+    def __call__(self, prompts: Sequence[str]) -> list[str]:
+        """Greedy completions of ``prompts``, in their order."""
+        if not prompts:
+            return []
+        if self._llm is None:
+            logger.info("Starting vLLM: %s", self.engine_args)
+            self._llm = self.vllm.LLM(**self.engine_args)
+        params = self.vllm.SamplingParams(**self.sampling_args)
+        token_ids = self.tokenizer(list(prompts))["input_ids"]
+        started = time.perf_counter()
+        results = self._llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params)
+        logger.info(
+            "Generated %d completions with vLLM in %.1f s",
+            len(prompts),
+            time.perf_counter() - started,
+        )
+        return [result.outputs[0].text for result in results]
+
+
+def completion_generator(
+    backend: str,
+    model: Any,
+    tokenizer: Any,
+    *,
+    batch_size: int | str,
+    max_new_tokens: int,
+    stop: str | None = CODE_FENCE,
+    model_path: str | Path | None = None,
+    engine_args: dict[str, Any] | None = None,
+) -> Callable[[list[str]], list[str]]:
+    """A function from prompts to completions for the configured backend.
+
+    Args:
+        backend: ``"hf"`` or ``"vllm"``.
+        model: The in-memory model (``hf``; for ``vllm`` only its dtype and, without
+            ``model_path``, its ``name_or_path`` are used).
+        tokenizer: Its tokenizer.
+        batch_size: ``hf`` batch size (int or ``"auto"``); vLLM schedules its own batches.
+        max_new_tokens: Most tokens generated per prompt.
+        stop: Stop string.
+        model_path: For ``vllm``: the saved weights to load (the in-memory model is not
+            shared with vLLM); None uses ``model.name_or_path``.
+        engine_args: Extra ``vllm.LLM`` arguments.
+
+    Raises:
+        ValueError: On an unknown backend, or ``vllm`` without a model directory.
+        ImportError: For ``vllm`` when the package is missing.
+    """
+    if backend == "hf":
+        check_batch_size(batch_size)
+
+        def generate(prompts: list[str]) -> list[str]:
+            return generate_completions(
+                model,
+                tokenizer,
+                prompts,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                stop=stop,
+            )
+
+        return generate
+    if backend == "vllm":
+        path = model_path if model_path is not None else getattr(model, "name_or_path", None)
+        if not path:
+            raise ValueError(
+                "eval.backend=vllm loads the weights from disk, but the model has no "
+                "name_or_path; save it with save_pretrained and pass its directory"
+            )
+        dtype = str(getattr(model, "dtype", "auto")).removeprefix("torch.")
+        return VllmGenerator(
+            path,
+            tokenizer,
+            max_new_tokens=max_new_tokens,
+            stop=stop,
+            dtype=dtype,
+            engine_args=engine_args,
+        )
+    raise ValueError(f"eval.backend={backend!r} is unknown; use one of {list(BACKENDS)}")

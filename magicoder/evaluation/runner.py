@@ -27,7 +27,12 @@ from magicoder.evaluation.benchmarks import (
     assemble_solution,
     load_benchmark,
 )
-from magicoder.evaluation.generation import generate_completions
+from magicoder.evaluation.generation import (
+    BACKENDS,
+    check_backend,
+    check_batch_size,
+    completion_generator,
+)
 from magicoder.evaluation.scoring import pass_at_1, score
 from magicoder.prompts import CODE_FENCE, format_prompt
 
@@ -43,24 +48,29 @@ class EvalSettings:
         humaneval_path: Local HumanEvalPlus-v0.1.10.jsonl.gz; None lets evalplus find it.
         mbpp_path: Local MbppPlus-v0.2.0.jsonl.gz; None lets evalplus find it.
         limit: Evaluate only the first N tasks of each benchmark (quick runs); None for all.
-        batch_size: Prompts per generation batch.
+        batch_size: Prompts per generation batch (``hf`` backend), or "auto": start large and
+            halve on out-of-memory.
         max_new_tokens: Generation budget per task (the paper: 512).
         sanitize: Post-process programs with evalplus's sanitizer before scoring.
         n_workers: Scoring processes; None uses half the CPUs.
         min_time_limit: EvalPlus's minimum seconds per test input.
         gt_time_limit_factor: EvalPlus's time limit as a multiple of the reference time.
+        backend: "hf" (transformers ``generate``) or "vllm" (GPU, needs the vllm package).
+        vllm_args: Extra ``vllm.LLM`` arguments for the vllm backend.
     """
 
     benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
     humaneval_path: str | None = None
     mbpp_path: str | None = None
     limit: int | None = None
-    batch_size: int = 16
+    batch_size: int | str = 16
     max_new_tokens: int = 512
     sanitize: bool = True
     n_workers: int | None = None
     min_time_limit: float = DEFAULT_MIN_TIME_LIMIT
     gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR
+    backend: str = "hf"
+    vllm_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Accept any sequence (Hydra hands over a ListConfig) but keep a plain list.
@@ -75,9 +85,14 @@ class EvalSettings:
             )
         if len(set(self.benchmarks)) != len(self.benchmarks):
             raise ValueError(f"eval.benchmarks={self.benchmarks!r} lists a benchmark twice.")
-        for name in ("batch_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"eval.{name}={getattr(self, name)!r} must be >= 1.")
+        check_batch_size(self.batch_size)
+        if self.max_new_tokens < 1:
+            raise ValueError(f"eval.max_new_tokens={self.max_new_tokens!r} must be >= 1.")
+        if self.benchmarks:
+            check_backend(self.backend)
+        elif self.backend not in BACKENDS:
+            raise ValueError(f"eval.backend={self.backend!r} is unknown; use one of {BACKENDS}.")
+        self.vllm_args = dict(self.vllm_args or {})
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"eval.limit={self.limit!r} must be >= 1, or null for all tasks.")
         if self.n_workers is not None and self.n_workers < 1:
@@ -258,6 +273,7 @@ def evaluate_model(
     settings: EvalSettings,
     out_dir: Path,
     benchmarks: dict[str, Benchmark] | None = None,
+    model_path: str | Path | None = None,
 ) -> list[BenchmarkResult]:
     """Generate, sanitize, write and score each configured benchmark.
 
@@ -271,6 +287,8 @@ def evaluate_model(
         settings: The eval settings.
         out_dir: Writes ``<out_dir>/<benchmark>/{completions.jsonl,samples.jsonl,results.json}``.
         benchmarks: Already loaded benchmarks (from ``load_benchmarks``); None loads them.
+        model_path: Where the model's current weights are saved, for ``backend="vllm"``
+            (which loads them itself); None uses ``model.name_or_path``.
 
     Returns:
         One result per benchmark, in ``settings.benchmarks`` order.
@@ -284,20 +302,23 @@ def evaluate_model(
             "pass load_benchmarks(settings) or None."
         )
     out_dir = Path(out_dir)
+    generate = completion_generator(
+        settings.backend,
+        model,
+        tokenizer,
+        batch_size=settings.batch_size,
+        max_new_tokens=settings.max_new_tokens,
+        stop=CODE_FENCE,
+        model_path=model_path,
+        engine_args=settings.vllm_args,
+    )
     results = []
     for name in settings.benchmarks:
         benchmark = benchmarks[name]
         task_ids = list(benchmark.problems)
         prompts = [format_prompt(*benchmark.prompt(task_id)) for task_id in task_ids]
         logger.info("%s: generating %d completions", name, len(prompts))
-        completions = generate_completions(
-            model,
-            tokenizer,
-            prompts,
-            batch_size=settings.batch_size,
-            max_new_tokens=settings.max_new_tokens,
-            stop=CODE_FENCE,
-        )
+        completions = generate(prompts)
         bench_dir = out_dir / name
         # The raw text, before cutting and sanitizing, for debugging generations.
         _write_jsonl(
@@ -316,8 +337,9 @@ def evaluate_model(
         samples_path = bench_dir / "samples.jsonl"
         _write_jsonl(samples_path, samples)
         generation = {
-            "model": getattr(model, "name_or_path", None),
+            "model": str(model_path) if model_path else getattr(model, "name_or_path", None),
             "decoding": "greedy",
+            "backend": settings.backend,
             "batch_size": settings.batch_size,
             "max_new_tokens": settings.max_new_tokens,
             "stop": CODE_FENCE,

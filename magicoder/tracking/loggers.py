@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:
@@ -29,10 +30,14 @@ def build_logger(cfg: DictConfig | None, run_dir: Path) -> Logger | None:
         return None
     kwargs: dict[str, Any] = {"save_dir": str(run_dir)}
     if cfg._target_.endswith("WandbLogger"):
+        group, tags = sweep_context()
+        if cfg.get("group") is None and group is not None:
+            kwargs["group"] = group
+        kwargs["tags"] = [*(cfg.get("tags") or []), *tags]
         id_file = run_dir / _WANDB_ID_FILE
         if id_file.is_file():
             kwargs["id"] = id_file.read_text().strip()
-        else:
+        elif getattr(rank_zero_only, "rank", 0) == 0:  # only rank 0 opens a W&B run (DDP)
             from wandb.sdk.lib.runid import generate_id
 
             kwargs["id"] = generate_id()
@@ -41,6 +46,33 @@ def build_logger(cfg: DictConfig | None, run_dir: Path) -> Logger | None:
     logger = instantiate(cfg, **kwargs)
     assert isinstance(logger, Logger)
     return logger
+
+
+def sweep_context() -> tuple[str | None, list[str]]:
+    """W&B group and tags for the current Hydra job.
+
+    Runs of one sweep share a group named after the sweep directory; tags carry the
+    experiment's name and the job's overrides (the swept values among them).
+
+    Returns:
+        ``(group, tags)``; group is None outside a multirun (and outside Hydra).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, []
+    hydra_cfg = HydraConfig.get()
+    tags = []
+    experiment = hydra_cfg.runtime.choices.get("experiment")
+    if experiment:
+        tags.append(f"experiment={experiment}")
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None, tags
+    # W&B caps tags at 64 characters.
+    tags += [override[:64] for override in hydra_cfg.overrides.task]
+    sweep_dir = Path(hydra_cfg.sweep.dir)
+    return f"{sweep_dir.parent.name}/{sweep_dir.name}", tags
 
 
 def log_eval_results(logger: Logger | None, results: list[BenchmarkResult], stage: str) -> None:
@@ -78,9 +110,14 @@ def log_eval_results(logger: Logger | None, results: list[BenchmarkResult], stag
         run.log_artifact(artifact)
 
 
+def read_metrics(path: Path) -> dict[str, Any]:
+    """Read ``metrics.json`` ({} when it does not exist)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     """Write (merging into any existing) ``metrics.json``."""
-    existing = json.loads(path.read_text()) if path.is_file() else {}
+    existing = read_metrics(path)
     existing.update(metrics)
     path.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
 

@@ -10,14 +10,18 @@ import torch
 
 
 class TrainMetrics(L.Callback):
-    """Logs ``train/lr``, ``train/grad_norm``, ``train/tokens_per_sec`` and ``train/tokens``.
+    """Logs ``train/lr``, ``train/grad_norm``, ``train/tokens_per_sec``, ``train/tokens`` and
+    ``train/pad_fraction``.
 
-    Throughput counts non-pad tokens (the attention mask), summed over ranks, per second of
-    wall time between optimizer steps, so padding never inflates it.
+    Throughput counts non-pad tokens (the 2D attention mask every collator returns), summed
+    over ranks, per second of wall time between optimizer steps, so padding never inflates
+    it. The pad fraction is the share of the step's token slots (batch × length of each
+    micro-batch) that hold padding, with or without packing.
     """
 
     def __init__(self) -> None:
         self._tokens_since_step = 0
+        self._slots_since_step = 0
         self._tokens_total = 0
         self._last_step_time: float | None = None
         self._last_global_step = -1
@@ -30,6 +34,7 @@ class TrainMetrics(L.Callback):
         self._last_step_time = time.perf_counter()
         self._last_global_step = trainer.global_step
         self._tokens_since_step = 0
+        self._slots_since_step = 0
 
     def on_train_batch_end(
         self,
@@ -39,10 +44,13 @@ class TrainMetrics(L.Callback):
         batch: dict[str, torch.Tensor],
         batch_idx: int,
     ) -> None:
-        tokens = batch["attention_mask"].sum()
+        mask = batch["attention_mask"]
+        counts = torch.stack([mask.sum(), torch.tensor(mask.numel(), device=mask.device)])
         if trainer.world_size > 1:
-            tokens = trainer.strategy.reduce(tokens.float(), reduce_op="sum")
-        self._tokens_since_step += int(tokens)
+            counts = trainer.strategy.reduce(counts.float(), reduce_op="sum")
+        tokens, slots = (int(c) for c in counts.tolist())
+        self._tokens_since_step += tokens
+        self._slots_since_step += slots
         if trainer.global_step == self._last_global_step:  # still accumulating
             return
         self._last_global_step = trainer.global_step
@@ -52,7 +60,10 @@ class TrainMetrics(L.Callback):
         self._tokens_total += self._tokens_since_step
         pl_module.log("train/tokens_per_sec", self._tokens_since_step / elapsed, on_step=True)
         pl_module.log("train/tokens", float(self._tokens_total), on_step=True)
+        pad_fraction = 1.0 - self._tokens_since_step / max(self._slots_since_step, 1)
+        pl_module.log("train/pad_fraction", pad_fraction, on_step=True)
         self._tokens_since_step = 0
+        self._slots_since_step = 0
         self._last_step_time = now
 
     def on_before_optimizer_step(

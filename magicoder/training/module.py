@@ -7,19 +7,51 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from magicoder.data.packing import PACKED_SDPA, packed_model_inputs, use_packed_sdpa
 from magicoder.data.sft import IGNORE_INDEX
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the target tokens of a micro-batch.
+
+    Position ``t`` predicts ``labels[t + 1]``; positions whose next label is ``IGNORE_INDEX``
+    (prompt, padding, the first token of a packed example) carry no loss. The mean is taken
+    over every target token of the micro-batch at once, so a packed micro-batch and the same
+    examples unpadded give the same loss and gradients.
+
+    Args:
+        logits: (batch, length, vocab).
+        labels: (batch, length), aligned with the inputs (not shifted).
+
+    Returns:
+        The loss (0 with no target, keeping the graph) and the number of target tokens.
+    """
+    # Shift the labels rather than the logits: slicing the logits would copy all of them.
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
+    n_targets = int((targets != IGNORE_INDEX).sum())
+    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+    total = F.cross_entropy(flat_logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / max(n_targets, 1), n_targets
+
+
 class SFTModule(L.LightningModule):
     """Supervised fine-tuning of a causal LM on masked-label batches.
 
+    Batches come from :func:`magicoder.data.sft.collate` (padded examples) or
+    :func:`magicoder.data.packing.collate_packed` (packed rows, recognised by their
+    ``position_ids``); either way the loss is :func:`causal_lm_loss`, the per-token mean over
+    the micro-batch's target tokens. On the first packed batch an SDPA model is switched to
+    :data:`~magicoder.data.packing.PACKED_SDPA` (attention per packed example), and back to
+    SDPA when fitting ends.
+
     Args:
-        model: The model; its forward takes ``input_ids``, ``attention_mask``, ``labels``.
+        model: A Hugging Face causal LM.
         optimizer: Partial optimizer taking the parameters (from ``conf/optimizer``).
         scheduler: Partial scheduler taking the optimizer and ``num_training_steps`` (from
             ``conf/scheduler``), stepped every optimizer step; None keeps the lr constant.
@@ -37,16 +69,20 @@ class SFTModule(L.LightningModule):
         self.model.train()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self._switched_to_packed_sdpa = False
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        out = self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-        )
-        # Labels are shifted inside the model: the first position never carries a target.
-        n_targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        return out.loss, n_targets
+        if "position_ids" in batch:
+            if self.model.config._attn_implementation == "sdpa" and use_packed_sdpa(self.model):
+                self._switched_to_packed_sdpa = True
+            inputs, labels = packed_model_inputs(
+                batch, self.model.config._attn_implementation, self.model.dtype
+            )
+        else:
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            labels = batch["labels"]
+        out = self.model(**inputs, use_cache=False)
+        return causal_lm_loss(out.logits, labels)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._step(batch)
@@ -57,6 +93,11 @@ class SFTModule(L.LightningModule):
         loss, n_targets = self._step(batch)
         # Weight each batch by its target tokens so val/loss is the per-token mean.
         self.log("val/loss", loss, on_epoch=True, batch_size=n_targets, sync_dist=True)
+
+    def on_fit_end(self) -> None:
+        if self._switched_to_packed_sdpa and self.model.config._attn_implementation == PACKED_SDPA:
+            self.model.set_attn_implementation("sdpa")
+            self._switched_to_packed_sdpa = False
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.model.parameters())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +12,29 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from magicoder.config import to_dict
 from magicoder.data.datamodule import SFTDataModule
+from magicoder.data.mixture import Mixture
 from magicoder.evaluation.runner import EvalSettings, evaluate_model, load_benchmarks
 from magicoder.models import ModelSpec
-from magicoder.tracking.loggers import build_logger, finish, log_eval_results, write_metrics
+from magicoder.tracking.loggers import (
+    build_logger,
+    finish,
+    log_eval_results,
+    read_metrics,
+    write_metrics,
+)
 from magicoder.training.callbacks import TrainMetrics
 from magicoder.training.module import SFTModule
 
 log = logging.getLogger(__name__)
 
 STAGE_DONE = "stage_done"
+RUN_COMPLETE = "run_complete"
 
 
 def find_resume_dir(ckpt_path: str | None, run_dir: Path) -> Path | None:
@@ -70,22 +80,47 @@ def _load_weights(model: PreTrainedModel, hf_dir: Path) -> None:
     model.load_state_dict(saved.state_dict())
 
 
+def _is_sharded(trainer: L.Trainer) -> bool:
+    """Whether the strategy shards the weights across ranks (FSDP, DeepSpeed)."""
+    return not isinstance(trainer.strategy, SingleDeviceStrategy | DDPStrategy)
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 def _max_positions(model: PreTrainedModel, spec: ModelSpec) -> int | None:
     return spec.max_position_embeddings or getattr(model.config, "max_position_embeddings", None)
+
+
+def stage_max_seq_len(cfg: DictConfig, stage: DictConfig) -> int:
+    """A stage's ``max_seq_len``, capped by ``data.max_seq_len_cap`` when that is set."""
+    cap = cfg.data.get("max_seq_len_cap")
+    return int(min(stage.max_seq_len, cap) if cap else stage.max_seq_len)
+
+
+def _count_tokens(tokenizer: PreTrainedTokenizerBase) -> Callable[[str], int]:
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _build_datamodule(
     cfg: DictConfig, stage: DictConfig, tokenizer: PreTrainedTokenizerBase
 ) -> SFTDataModule:
     sources = [instantiate(d) for d in stage.datasets.values()]
+    for source in sources:
+        if isinstance(source, Mixture):
+            source.count_tokens = _count_tokens(tokenizer)
     return SFTDataModule(
         sources=sources,
         tokenizer=tokenizer,
-        max_seq_len=stage.max_seq_len,
+        max_seq_len=stage_max_seq_len(cfg, stage),
         batch_size=cfg.data.batch_size,
         val_fraction=stage.get("val_fraction", 0.0),
         seed=cfg.data.seed,
         num_workers=cfg.data.num_workers,
+        packing=cfg.data.get("packing", False),
+        group_by_length=cfg.data.get("group_by_length", False),
     )
 
 
@@ -130,7 +165,7 @@ def _train_stage(
     # The end-of-stage checkpoint lets a rerun skip straight to saving and evaluation.
     trainer.save_checkpoint(last)
     stats = datamodule.stats["train"]
-    metrics = {
+    metrics: dict[str, float] = {
         f"train/{name}/examples": float(stats.examples),
         f"train/{name}/truncated": float(stats.truncated),
         f"train/{name}/global_step": float(trainer.global_step),
@@ -138,6 +173,13 @@ def _train_stage(
     for key in ("train/loss", "val/loss"):
         if key in trainer.callback_metrics:
             metrics[f"{key.split('/')[0]}/{name}/final_loss"] = float(trainer.callback_metrics[key])
+    for source in datamodule.sources:
+        if isinstance(source, Mixture):
+            for part, counts in source.stats.items():
+                for unit, value in counts.items():
+                    metrics[f"data/{name}/{part}/{unit}"] = float(value)
+    if logger is not None:
+        logger.log_metrics(metrics)
     return trainer, metrics
 
 
@@ -158,6 +200,9 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
         log.info("Continuing run %s (this invocation's logs stay in %s)", resume_dir, run_dir)
         run_dir = resume_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("skip_if_complete") and (run_dir / RUN_COMPLETE).is_file():
+        log.info("%s finished earlier (%s exists); returning its metrics", run_dir, RUN_COMPLETE)
+        return read_metrics(run_dir / "metrics.json")
 
     # Fail on bad paths before any model is loaded or trained.
     log.info("Model: %s", cfg.model._target_)
@@ -183,7 +228,7 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     model, tokenizer = spec.load()
     max_positions = _max_positions(model, spec)
     for name, stage in stages.items():
-        if max_positions is not None and stage.max_seq_len > max_positions:
+        if max_positions is not None and stage_max_seq_len(cfg, stage) > max_positions:
             raise ValueError(
                 f"data.stages.{name}.max_seq_len={stage.max_seq_len} exceeds the model's "
                 f"{max_positions} positions; lower it or pick another model"
@@ -214,23 +259,38 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
                 resume=resume_dir is not None,
             )
             metrics.update(stage_metrics)
+            # Every rank takes part: sharded strategies (FSDP) gather the full weights here.
+            state = trainer.strategy.lightning_module_state_dict()
             if trainer.is_global_zero:
-                model.save_pretrained(hf_dir)
+                model.save_pretrained(
+                    hf_dir, state_dict={k.removeprefix("model."): v for k, v in state.items()}
+                )
                 tokenizer.save_pretrained(hf_dir)
                 (hf_dir / STAGE_DONE).write_text("trained\n")
+            if _is_sharded(trainer):
+                # The trained weights live in shards; continue (and evaluate) from the saved
+                # full copy on every rank.
+                _barrier()
+                model, tokenizer = spec.load()
+                _load_weights(model, hf_dir)
         if trainer is None or trainer.is_global_zero:
             if eval_settings.benchmarks:
                 results = evaluate_model(
-                    model, tokenizer, eval_settings, run_dir / "eval" / name, benchmarks
+                    model,
+                    tokenizer,
+                    eval_settings,
+                    run_dir / "eval" / name,
+                    benchmarks,
+                    model_path=hf_dir,
                 )
                 log_eval_results(logger, results, name)
                 for result in results:
                     metrics.update(result.metrics(name))
             write_metrics(run_dir / "metrics.json", metrics)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+        _barrier()
     if trainer is None or trainer.is_global_zero:
         finish(logger)
+        (run_dir / RUN_COMPLETE).write_text("complete\n")
         for key, value in sorted(metrics.items()):
             log.info("%s = %.4g", key, value)
     return metrics

@@ -175,6 +175,7 @@ def test_evaluate_model_writes_evalplus_samples_and_results(
         assert report["version"] == result.version
         assert report["limit"] == 3 and report["n_tasks_total"] in (164, 378)
         assert report["generation"]["max_new_tokens"] == 16
+        assert report["generation"]["backend"] == "hf"
         assert [task["task_id"] for task in report["tasks"]] == [r["task_id"] for r in result.rows]
         metrics = result.metrics("sft")
         assert set(metrics) == {
@@ -190,3 +191,48 @@ def test_evaluate_model_writes_evalplus_samples_and_results(
         load_benchmarks(settings)["humaneval"], humaneval.samples_path, settings
     )
     assert again.rows == humaneval.rows
+
+
+class _OutOfMemoryAbove:
+    """The real model, except that batches larger than ``limit`` raise CUDA's out-of-memory
+    error: a CPU cannot be made to run out of memory on purpose, a GPU would do this."""
+
+    def __init__(self, model: LlamaForCausalLM, limit: int):
+        self.model, self.limit = model, limit
+        self.batch_sizes: list[int] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def generate(self, **kwargs):
+        n = kwargs["input_ids"].shape[0]
+        self.batch_sizes.append(n)
+        if n > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.model.generate(**kwargs)
+
+
+def test_auto_batch_size_halves_on_out_of_memory_with_the_same_outputs(model, tokenizer) -> None:
+    expected = generate_completions(
+        model, tokenizer, PROMPTS, batch_size=1, max_new_tokens=12, stop=None
+    )
+    flaky = _OutOfMemoryAbove(model, limit=3)
+    auto = generate_completions(
+        flaky, tokenizer, PROMPTS, batch_size="auto", max_new_tokens=12, stop=None
+    )
+    assert auto == expected
+    assert flaky.batch_sizes == [6, 3, 3]  # all 6 prompts, then halves that fit
+
+    with pytest.raises(torch.cuda.OutOfMemoryError, match=r"eval\.batch_size=4.*auto"):
+        generate_completions(
+            _OutOfMemoryAbove(model, limit=3), tokenizer, PROMPTS, batch_size=4, max_new_tokens=4
+        )
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="single prompt"):
+        generate_completions(
+            _OutOfMemoryAbove(model, limit=0),
+            tokenizer,
+            PROMPTS,
+            batch_size="auto",
+            max_new_tokens=4,
+        )
+    assert tokenizer.padding_side == "right"  # restored after the error too

@@ -53,6 +53,8 @@ def test_settings_defaults_match_the_paper() -> None:
     assert (settings.min_time_limit, settings.gt_time_limit_factor) == (1.0, 4.0)
     assert EvalSettings(benchmarks=[]).benchmarks == []  # eval=none
     assert EvalSettings(benchmarks=("mbpp",)).benchmarks == ["mbpp"]
+    assert settings.backend == "hf" and settings.vllm_args == {}
+    assert EvalSettings(batch_size="auto").batch_size == "auto"
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,8 @@ def test_settings_defaults_match_the_paper() -> None:
         ({"benchmarks": ["humaneval", "apps"]}, "eval.benchmarks"),
         ({"benchmarks": ["mbpp", "mbpp"]}, "twice"),
         ({"batch_size": 0}, "eval.batch_size"),
+        ({"batch_size": "big"}, "eval.batch_size='big'.*'auto'"),
+        ({"backend": "tgi"}, "eval.backend='tgi'"),
         ({"max_new_tokens": 0}, "eval.max_new_tokens"),
         ({"limit": 0}, "eval.limit"),
         ({"n_workers": 0}, "eval.n_workers"),

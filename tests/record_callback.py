@@ -1,0 +1,21 @@
+"""A Lightning callback recording a parameter at the start of every fit (stage-carryover test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class RecordFirstParameter(L.Callback):
+    """Save the model's first parameter when each fit starts, as ``<dir>/fit<N>.pt``."""
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        n = len(list(self.directory.glob("fit*.pt")))
+        name, param = next(iter(pl_module.named_parameters()))
+        torch.save({"name": name, "value": param.detach().clone()}, self.directory / f"fit{n}.pt")
