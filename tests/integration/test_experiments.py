@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from safetensors.torch import load_file
 
 from magicoder.config import config_dir
+from magicoder.tracking.wandb_offline import iter_records
 from magicoder.training.runner import run_train
 
 TINY = [
@@ -125,6 +126,12 @@ def test_sweep_report_and_rerun_skips_finished_jobs(tmp_path):
     jobs = sorted(p.parent for p in sweep.rglob("metrics.json"))
     assert len(jobs) == 2
     ckpt_times = [(j / "checkpoints/sft/last.ckpt").stat().st_mtime for j in jobs]
+    for job in jobs:  # one W&B group per sweep; tags name the experiment and swept values
+        (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
+        run = next(r.run for r in iter_records(run_file) if r.WhichOneof("record_type") == "run")
+        assert run.run_group == f"{tmp_path.name}/sweep"
+        assert "experiment=sweep-lr" in run.tags
+        assert any(tag.startswith("optimizer.lr=") for tag in run.tags)
 
     report = _cli(["magicoder.cli.report", str(sweep)], tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
