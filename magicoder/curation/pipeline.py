@@ -43,7 +43,7 @@ from magicoder.curation.report import (
     log_report,
     table_markdown,
 )
-from magicoder.generation.store import iter_jsonl
+from magicoder.io import iter_jsonl
 from magicoder.tracking.loggers import build_logger, finish, write_metrics
 
 log = logging.getLogger(__name__)

@@ -6,13 +6,13 @@ rows that lack either field are counted, reported and skipped.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from magicoder.io import iter_jsonl
 from magicoder.prompts import OSS_INSTRUCT_INSTRUCTION
 
 log = logging.getLogger(__name__)
@@ -169,18 +169,12 @@ class JsonlFile(Source):
 
     def load(self) -> list[dict[str, Any]]:
         self.check()
-        return convert_rows(self._records(), self.format, f"{self.name} ({self.path})", self.langs)
-
-    def _records(self) -> Iterator[dict[str, Any]]:
-        with open(self.path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{self.path}:{n} is not valid JSON: {err}") from err
-                yield record if isinstance(record, dict) else {}
+        return convert_rows(
+            iter_jsonl(self.path, objects_only=False),
+            self.format,
+            f"{self.name} ({self.path})",
+            self.langs,
+        )
 
 
 @dataclass

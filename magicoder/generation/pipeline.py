@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from magicoder.config import to_dict
 from magicoder.generation.parsing import parse_response
 from magicoder.generation.seeds import SeedSource, config_fingerprint
-from magicoder.generation.store import JsonlAppender, iter_jsonl, read_indices, repair_jsonl
+from magicoder.generation.store import JsonlAppender, read_indices, repair_jsonl
 from magicoder.generation.teacher import (
     RequestRejected,
     ResponseCache,
@@ -43,6 +43,7 @@ from magicoder.generation.teacher import (
     TeacherSettings,
     TeacherUnavailable,
 )
+from magicoder.io import iter_jsonl
 from magicoder.prompts import GENERATION_PROMPTS
 from magicoder.tracking.loggers import build_logger, finish, write_metrics
 

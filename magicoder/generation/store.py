@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from magicoder.io import iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +54,6 @@ def repair_jsonl(path: Path) -> int:
             f.truncate(keep)
             log.warning("%s: cut off a torn last line (%d bytes)", path, size - keep)
     return size - keep
-
-
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the records of a jsonl file (blank lines skipped).
-
-    Raises:
-        ValueError: On a line that is not a JSON object, naming the file and line.
-    """
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n} is not valid JSON ({err}); fix or remove it") from err
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{n} is not a JSON object")
-            yield record
 
 
 def read_indices(path: Path, key: str = "index") -> list[int]:

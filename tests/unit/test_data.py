@@ -121,3 +121,17 @@ def test_sampler_shards_over_ranks_without_overlap():
     shards = [list(ResumableSampler(11, seed=0, rank=r, world_size=2)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 5
     assert not set(shards[0]) & set(shards[1])
+
+
+def test_jsonl_rows_that_are_not_objects_count_as_skipped(tmp_path, caplog):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"instruction": "i", "response": "r"}\n[1, 2]\n\n"text"\n')
+    assert len(JsonlFile(name="x", path=str(path)).load()) == 1
+    assert "skipped 2 rows" in caplog.text
+
+
+def test_invalid_json_names_the_file_and_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"instruction": "i", "response": "r"}\n{oops\n')
+    with pytest.raises(ValueError, match=r"rows\.jsonl:2 is not valid JSON"):
+        JsonlFile(name="x", path=str(path)).load()
