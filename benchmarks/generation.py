@@ -23,7 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from magicoder.config import config_dir, register_resolvers
-from magicoder.generation.pipeline import run_generate
+from magicoder.generation.app import run_generate
 from magicoder.generation.serve import TransformersServer, with_chat_template
 from magicoder.models import TinyLlama
 

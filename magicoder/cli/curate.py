@@ -13,7 +13,7 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="curate")
 def main(cfg: DictConfig) -> float | None:
     """Compose, curate; returns the number of curated rows."""
-    from magicoder.curation.pipeline import run_curate
+    from magicoder.curation.app import run_curate
 
     metrics = run_curate(cfg)
     return metrics.get("curate/rows_out")

@@ -13,7 +13,7 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="generate")
 def main(cfg: DictConfig) -> float | None:
     """Compose, generate; returns the number of accepted rows of this invocation."""
-    from magicoder.generation.pipeline import run_generate
+    from magicoder.generation.app import run_generate
 
     metrics = run_generate(cfg)
     return metrics.get("generate/accepted")

@@ -13,7 +13,7 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Compose, train, evaluate; returns the last stage's HumanEval+ pass@1 (for sweepers)."""
-    from magicoder.training.runner import run_train
+    from magicoder.training.app import run_train
 
     metrics = run_train(cfg)
     plus = [v for k, v in metrics.items() if k.endswith("humaneval_plus/pass@1")]

@@ -1,6 +1,6 @@
 """Curation of generated instruction data: dedup, filters, decontamination, data report.
 
-``magicoder-curate`` (``conf/curate.yaml``) runs :func:`magicoder.curation.pipeline.run_curate`;
+``magicoder-curate`` (``conf/curate.yaml``) runs :func:`magicoder.curation.app.run_curate`;
 ``magicoder-data-report`` (``conf/data-report.yaml``) runs
-:func:`magicoder.curation.pipeline.run_data_report`.
+:func:`magicoder.curation.app.run_data_report`.
 """

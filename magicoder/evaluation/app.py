@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from magicoder.config import to_dict
-from magicoder.evaluation.runner import EvalSettings, evaluate_model, load_benchmarks
+from magicoder.evaluation.harness import EvalSettings, evaluate_model, load_benchmarks
 from magicoder.models import ModelSpec
 from magicoder.tracking.loggers import build_logger, finish, log_eval_results, write_metrics
 

@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 if TYPE_CHECKING:
-    from magicoder.evaluation.runner import BenchmarkResult
+    from magicoder.evaluation.harness import BenchmarkResult
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from magicoder.curation.pipeline import run_curate, run_data_report
+from magicoder.curation.app import run_curate, run_data_report
 from magicoder.data.stdlib import stdlib_pairs
 from magicoder.tracking.wandb_offline import read_offline_run
-from magicoder.training.runner import run_train
+from magicoder.training.app import run_train
 
 
 def read(path: Path) -> list[dict]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from magicoder.evaluation.benchmarks import load_benchmark
-from magicoder.evaluation.runner import EvalSettings, evaluate_samples
+from magicoder.evaluation.harness import EvalSettings, evaluate_samples
 from magicoder.evaluation.scoring import pass_at_1, score
 
 FILES = {"humaneval": "HumanEvalPlus-v0.1.10.jsonl.gz", "mbpp": "MbppPlus-v0.2.0.jsonl.gz"}

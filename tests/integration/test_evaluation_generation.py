@@ -13,7 +13,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from magicoder.evaluation.generation import generate_completions
-from magicoder.evaluation.runner import (
+from magicoder.evaluation.harness import (
     EvalSettings,
     evaluate_model,
     evaluate_samples,

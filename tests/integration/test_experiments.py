@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from magicoder.config import config_dir
 from magicoder.tracking.wandb_offline import iter_records
-from magicoder.training.runner import run_train
+from magicoder.training.app import run_train
 
 TINY = [
     "scale=laptop",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from magicoder.generation.pipeline import run_generate
+from magicoder.generation.app import run_generate
 from magicoder.generation.serve import TransformersServer, free_port, with_chat_template
 from magicoder.generation.teacher import TeacherConfigError, TeacherUnavailable
 from magicoder.models import TinyLlama

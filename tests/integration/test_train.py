@@ -18,7 +18,7 @@ from magicoder.data.stdlib import stdlib_pairs
 from magicoder.models import TinyLlama
 from magicoder.tracking.wandb_offline import read_offline_run
 from magicoder.training.module import SFTModule
-from magicoder.training.runner import run_train
+from magicoder.training.app import run_train
 
 QUICK = [
     "experiment=smoke",

@@ -13,7 +13,7 @@ from magicoder.curation.filters import (
     solution_copies_problem,
 )
 from magicoder.curation.near_dedup import near_dedup, shingles
-from magicoder.curation.pipeline import format_rows
+from magicoder.curation.app import format_rows
 from magicoder.prompts import OSS_INSTRUCT_INSTRUCTION
 
 

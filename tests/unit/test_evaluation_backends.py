@@ -23,7 +23,7 @@ from magicoder.evaluation.generation import (
     vllm_engine_args,
     vllm_sampling_args,
 )
-from magicoder.evaluation.runner import EvalSettings
+from magicoder.evaluation.harness import EvalSettings
 from magicoder.prompts import CODE_FENCE
 
 

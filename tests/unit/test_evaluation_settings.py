@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from magicoder.evaluation.benchmarks import Benchmark, load_benchmark
-from magicoder.evaluation.runner import BenchmarkResult, EvalSettings
+from magicoder.evaluation.harness import BenchmarkResult, EvalSettings
 from magicoder.evaluation.scoring import pass_at_1, score
 
 

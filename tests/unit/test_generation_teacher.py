@@ -8,7 +8,7 @@ import httpx2
 import openai
 import pytest
 
-from magicoder.generation.pipeline import build_messages, generation_prompts
+from magicoder.generation.app import build_messages, generation_prompts
 from magicoder.generation.teacher import (
     ResponseCache,
     TeacherSettings,

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from magicoder.config import to_dict
 from magicoder.data.datamodule import SFTDataModule
 from magicoder.data.mixture import Mixture
-from magicoder.evaluation.runner import EvalSettings, evaluate_model, load_benchmarks
+from magicoder.evaluation.harness import EvalSettings, evaluate_model, load_benchmarks
 from magicoder.models import ModelSpec
 from magicoder.tracking.loggers import (
     build_logger,
