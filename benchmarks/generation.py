@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from magicoder.config import config_dir, register_resolvers
+from magicoder.config import config_dir, register_configs
 from magicoder.generation.app import run_generate
 from magicoder.generation.serve import TransformersServer, with_chat_template
 from magicoder.models import TinyLlama
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="transformers serve --device")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    register_resolvers()
+    register_configs()
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     with tempfile.TemporaryDirectory() as tmp:

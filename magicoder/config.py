@@ -1,12 +1,15 @@
-"""OmegaConf resolvers and small helpers shared by the Hydra apps."""
+"""Config plumbing shared by the Hydra apps: resolvers, schemas, validation, small helpers."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 
 def project_root() -> Path:
@@ -25,12 +28,207 @@ def _if_exists(path: str) -> str | None:
     return path if Path(path).expanduser().exists() else None
 
 
-def register_resolvers() -> None:
-    """Register the ``mc.*`` resolvers the configs use (idempotent)."""
-    if not OmegaConf.has_resolver("mc.root"):
-        OmegaConf.register_new_resolver("mc.root", lambda: str(project_root()))
-    if not OmegaConf.has_resolver("mc.if_exists"):
-        OmegaConf.register_new_resolver("mc.if_exists", _if_exists)
+def _last_key(node: DictConfig) -> str:
+    """``${mc.last_key:${data.stages}}``: the name of the mapping's last entry."""
+    keys = list(node)
+    if not keys:
+        raise ValueError("mc.last_key got an empty mapping (is data.stages empty?)")
+    return str(keys[-1])
+
+
+_RESOLVERS: dict[str, Callable[..., Any]] = {
+    "mc.root": lambda: str(project_root()),
+    "mc.if_exists": _if_exists,
+    "mc.last_key": _last_key,
+}
+
+
+def register_configs() -> None:
+    """Register the ``mc.*`` resolvers and the config schemas in Hydra's ConfigStore.
+
+    Idempotent. Every app calls it before Hydra composes, and so does the test helper;
+    the schemas are what make a wrong type or an unknown key fail at compose time
+    (see :mod:`magicoder.schemas`).
+    """
+    for name, resolver in _RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+    from hydra.core.config_store import ConfigStore
+
+    from magicoder.schemas import store_schemas
+
+    store_schemas(ConfigStore.instance().store)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: _is_int(v) and v >= low
+
+
+def _or_null(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _positive(value: Any) -> bool:
+    return _is_number(value) and value > 0
+
+
+def _fraction(value: Any) -> bool:
+    return _is_number(value) and 0 <= value < 1
+
+
+def _share(value: Any) -> bool:
+    return _is_number(value) and 0 < value <= 1
+
+
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("trainer.max_steps", _int_at_least(-1), "an integer >= -1 (-1: no limit)"),
+    ("trainer.max_epochs", _int_at_least(1), "an integer >= 1"),
+    ("trainer.accumulate_grad_batches", _int_at_least(1), "an integer >= 1"),
+    ("trainer.num_nodes", _int_at_least(1), "an integer >= 1"),
+    ("trainer.log_every_n_steps", _int_at_least(1), "an integer >= 1"),
+    ("optimizer.lr", _positive, "a number > 0"),
+    ("scheduler.num_warmup_steps", _int_at_least(0), "an integer >= 0"),
+    ("scheduler.warmup_ratio", _fraction, "a number in [0, 1)"),
+    ("data.batch_size", _int_at_least(1), "an integer >= 1"),
+    ("data.num_workers", _int_at_least(0), "an integer >= 0"),
+    (
+        "data.global_batch_size",
+        _or_null(_int_at_least(1)),
+        "an integer >= 1, or null (batch_size × devices × trainer.accumulate_grad_batches)",
+    ),
+    ("data.max_seq_len_cap", _or_null(_int_at_least(1)), "an integer >= 1, or null (no cap)"),
+    ("eval.limit", _or_null(_int_at_least(1)), "an integer >= 1, or null (every task)"),
+    ("eval.max_new_tokens", _int_at_least(1), "an integer >= 1"),
+    ("eval.batch_size", lambda v: v == "auto" or _int_at_least(1)(v), 'an integer >= 1 or "auto"'),
+    ("eval.n_workers", _or_null(_int_at_least(1)), "an integer >= 1, or null (every core)"),
+    ("teacher.concurrency", _int_at_least(1), "an integer >= 1"),
+    ("teacher.max_tokens", _int_at_least(1), "an integer >= 1"),
+    ("teacher.max_attempts", _int_at_least(1), "an integer >= 1"),
+    ("teacher.temperature", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    ("teacher.timeout", _positive, "a number > 0"),
+    ("teacher.requests_per_minute", _or_null(_positive), "a number > 0, or null (no limit)"),
+    ("seeds.min_lines", _int_at_least(1), "an integer >= 1"),
+    ("seeds.chunk_size", _int_at_least(1), "an integer >= 1"),
+    ("seeds.max_considered_docs", _or_null(_int_at_least(1)), "an integer >= 1, or null (all)"),
+    ("start_index", _int_at_least(0), "an integer >= 0"),
+    ("num_rows", _or_null(_int_at_least(1)), "an integer >= 1, or null (all snippets)"),
+    ("log_every_n_rows", _int_at_least(1), "an integer >= 1"),
+    ("near_dedup.threshold", _share, "a number in (0, 1]"),
+    ("near_dedup.num_perm", _int_at_least(1), "an integer >= 1"),
+    ("decontaminate.ngram.n", _or_null(_int_at_least(1)), "an integer >= 1, or null"),
+    ("decontaminate.ngram.threshold", _share, "a number in (0, 1]"),
+    ("max_rows", _or_null(_int_at_least(1)), "an integer >= 1, or null (all rows)"),
+)
+"""Key → check → what is allowed. A key the config does not have is not checked."""
+
+_STAGE_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("max_seq_len", _int_at_least(1), "an integer >= 1"),
+    ("max_epochs", _or_null(_int_at_least(1)), "an integer >= 1, or null (trainer.max_epochs)"),
+    ("val_fraction", _fraction, "a number in [0, 1)"),
+)
+
+_ABSENT = object()
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    """The resolved value at ``key``; ``_ABSENT`` when the key is absent or still ``???``."""
+    try:
+        return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True)
+    except MissingMandatoryValue:
+        return _ABSENT
+
+
+def _check(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+    if value is not _ABSENT and not ok(value):
+        raise ValueError(f"{key}={value!r} is not allowed: use {allowed}")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check what types cannot: ranges, consistency, and each data source's keys.
+
+    Called first thing by every app (and by the tests' compose helper), before anything
+    loads. Keys a config does not have are skipped, so one function serves every app.
+
+    Raises:
+        ValueError: Naming the key, its value and what is allowed.
+    """
+    _check_declared_keys(cfg, "")
+    for key, ok, allowed in _RULES:
+        _check(key, _select(cfg, key), ok, allowed)
+    min_lines, max_lines = _select(cfg, "seeds.min_lines"), _select(cfg, "seeds.max_lines")
+    if min_lines is not _ABSENT and max_lines is not _ABSENT and max_lines < min_lines:
+        raise ValueError(
+            f"seeds.max_lines={max_lines!r} is not allowed: use an integer >= seeds.min_lines "
+            f"({min_lines})"
+        )
+    callbacks = _select(cfg, "callbacks")
+    for name in callbacks if isinstance(callbacks, DictConfig) else ():
+        key = f"callbacks.{name!s}.every_n_train_steps"
+        _check(key, _select(cfg, key), _or_null(_int_at_least(1)), "an integer >= 1, or null")
+    stages = _select(cfg, "data.stages")
+    for name in stages if isinstance(stages, DictConfig) else ():
+        for field, ok, allowed in _STAGE_RULES:
+            key = f"data.stages.{name!s}.{field}"
+            _check(key, _select(cfg, key), ok, allowed)
+        datasets = _select(cfg, f"data.stages.{name!s}.datasets")
+        for dataset in datasets if isinstance(datasets, DictConfig) else ():
+            _check_source(f"data.stages.{name!s}.datasets.{dataset!s}", datasets[dataset])
+
+
+def _check_declared_keys(node: DictConfig, where: str) -> None:
+    """Refuse keys a node's schema does not declare.
+
+    Hydra's ``+key=value`` adds a key even to a structured config; without this check a typo
+    such as ``+trainer.max_step=5`` would reach the class it configures.
+    """
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        known = {f.name for f in dataclasses.fields(schema)} | ({"hydra"} if not where else set())
+        unknown = sorted(str(key) for key in node.keys() if key not in known)
+        if unknown:
+            raw = OmegaConf.to_container(node, resolve=False)
+            assert isinstance(raw, dict)
+            first = unknown[0]
+            raise ValueError(
+                f"{where}{first}={raw[first]!r} is not allowed: {schema.__name__} has no key "
+                f"{first!r}; its keys are {', '.join(sorted(known - {'hydra'}))}"
+            )
+    for key, value in node.items_ex(resolve=False):
+        if isinstance(value, DictConfig):
+            _check_declared_keys(value, f"{where}{key!s}.")
+
+
+def _check_source(where: str, node: Any) -> None:
+    """Check a data-source node against the schema of its ``_target_`` (a source of ours).
+
+    Data configs hold sources of any class under ``datasets:``, so their keys cannot be
+    typed in the data schema; the class named by ``_target_`` decides them here.
+    """
+    from magicoder.schemas import source_schemas
+
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    schema = source_schemas().get(str(node._target_))
+    if schema is None:
+        return  # a class from outside this package: instantiate() checks its arguments
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as err:
+        allowed = sorted(OmegaConf.structured(schema).keys())
+        raise ValueError(
+            f"{where}.{err.full_key}: {err.msg} (a {node._target_} takes {', '.join(allowed)})"
+        ) from err
+    sources = node.get("sources")
+    for name in sources if isinstance(sources, DictConfig) else ():
+        _check_source(f"{where}.sources.{name!s}", sources[name])
 
 
 def to_dict(cfg: DictConfig | None) -> dict[str, Any]:

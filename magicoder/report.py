@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from magicoder.io import markdown_table
+from magicoder.tracking.wandb_runs import find_run_file, read_run
+
 log = logging.getLogger(__name__)
 
 BENCHMARK_COLUMNS = {
@@ -176,26 +179,22 @@ def comparison_rows(runs: list[RunRecord]) -> tuple[list[str], list[dict[str, An
     return columns, rows
 
 
-def to_markdown(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    """A GitHub-flavoured markdown table."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def loss_curve(run: RunRecord) -> list[tuple[float, float]]:
-    """``(step, train/loss)`` points from the run's W&B offline files or its CSV log."""
-    from magicoder.tracking.wandb_offline import find_offline_runs, read_offline_run
+    """``(step, train/loss)`` points from the run's W&B offline run or, without one, its CSV log."""
+    try:
+        run_file = find_run_file(run.path)
+    except FileNotFoundError:
+        return _csv_loss_curve(run.path)
+    return [
+        (float(h.get("trainer/global_step", h["_step"])), float(h["train/loss"]))
+        for h in read_run(run_file).history
+        if isinstance(h.get("train/loss"), int | float)
+    ]
 
-    if find_offline_runs(run.path):
-        history = read_offline_run(run.path).history
-        return [
-            (float(h.get("trainer/global_step", h["_step"])), float(h["train/loss"]))
-            for h in history
-            if isinstance(h.get("train/loss"), int | float)
-        ]
+
+def _csv_loss_curve(run_dir: Path) -> list[tuple[float, float]]:
     points = []
-    for csv_file in sorted(run.path.glob("csv/**/metrics.csv")):
+    for csv_file in sorted(run_dir.glob("csv/**/metrics.csv")):
         with open(csv_file, newline="") as f:
             for rec in csv.DictReader(f):
                 if rec.get("train/loss"):
@@ -270,7 +269,7 @@ def write_report(root: Path, out_dir: Path | None = None) -> dict[str, Path]:
         "pass_at_1": out_dir / "pass_at_1.png",
         "loss": out_dir / "loss.png",
     }
-    files["markdown"].write_text(to_markdown(columns, rows))
+    files["markdown"].write_text(markdown_table(columns, rows))
     with open(files["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

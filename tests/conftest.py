@@ -11,14 +11,14 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from magicoder.config import config_dir, register_resolvers
+from magicoder.config import config_dir, register_configs, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
 HUMANEVAL_PLUS = DATA_DIR / "HumanEvalPlus-v0.1.10.jsonl.gz"
 MBPP_PLUS = DATA_DIR / "MbppPlus-v0.2.0.jsonl.gz"
 
-register_resolvers()
+register_configs()
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -32,12 +32,16 @@ def data_dir() -> Path:
 
 
 def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose ``conf/<name>.yaml`` as the CLI would, with the run dir set to ``output_dir``."""
+    """Compose ``conf/<name>.yaml`` as the CLI would, with the run dir set to ``output_dir``.
+
+    Like every app, it validates the config (:func:`magicoder.config.validate_config`).
+    """
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = hydra_compose(name, overrides=overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
+    validate_config(cfg)
     return cfg
 
 

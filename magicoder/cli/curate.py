@@ -5,18 +5,18 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from magicoder.config import config_dir, register_resolvers
+from magicoder.config import config_dir, register_configs
 
-register_resolvers()
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="curate")
 def main(cfg: DictConfig) -> float | None:
-    """Compose, curate; returns the number of curated rows."""
+    """Compose, curate; returns ``cfg.optimized_metric`` (for sweepers)."""
     from magicoder.curation.app import run_curate
+    from magicoder.lifecycle import optimized_metric
 
-    metrics = run_curate(cfg)
-    return metrics.get("curate/rows_out")
+    return optimized_metric(cfg, run_curate(cfg))
 
 
 if __name__ == "__main__":

@@ -5,18 +5,18 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from magicoder.config import config_dir, register_resolvers
+from magicoder.config import config_dir, register_configs
 
-register_resolvers()
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="data-report")
 def main(cfg: DictConfig) -> float | None:
-    """Compose, report; returns the mean similarity to HumanEval when it was computed."""
+    """Compose, report; returns ``cfg.optimized_metric`` (for sweepers)."""
     from magicoder.curation.app import run_data_report
+    from magicoder.lifecycle import optimized_metric
 
-    metrics = run_data_report(cfg)
-    return metrics.get("report/humaneval_similarity_mean")
+    return optimized_metric(cfg, run_data_report(cfg))
 
 
 if __name__ == "__main__":

@@ -5,18 +5,18 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from magicoder.config import config_dir, register_resolvers
+from magicoder.config import config_dir, register_configs
 
-register_resolvers()
+register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="generate")
 def main(cfg: DictConfig) -> float | None:
-    """Compose, generate; returns the number of accepted rows of this invocation."""
+    """Compose, generate; returns ``cfg.optimized_metric`` (for sweepers)."""
     from magicoder.generation.app import run_generate
+    from magicoder.lifecycle import optimized_metric
 
-    metrics = run_generate(cfg)
-    return metrics.get("generate/accepted")
+    return optimized_metric(cfg, run_generate(cfg))
 
 
 if __name__ == "__main__":

@@ -37,14 +37,14 @@ from magicoder.curation.filters import (
 )
 from magicoder.curation.near_dedup import near_dedup
 from magicoder.curation.report import (
-    DataReport,
     build_report,
     load_tokenizer,
     log_report,
     table_markdown,
 )
-from magicoder.io import iter_jsonl
-from magicoder.tracking.loggers import build_logger, finish, write_metrics
+from magicoder.io import iter_jsonl, markdown_table, write_jsonl
+from magicoder.lifecycle import Run, run_app
+from magicoder.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -172,28 +172,19 @@ def _steps(cfg: DictConfig, fields: tuple[str, str, str | None]) -> dict[str, Ca
 
 
 def _summary_markdown(summary: dict[str, Any]) -> str:
-    lines = ["| step | in | out | dropped |", "|---|---|---|---|"]
-    for s in summary["steps"]:
-        lines.append(f"| {s['step']} | {s['in']} | {s['out']} | {s['dropped']} |")
-    langs = sorted(summary["by_lang"])
-    lines += ["", "| lang | in | out |", "|---|---|---|"]
-    for lang in langs:
-        lines.append(
-            f"| {lang} | {summary['by_lang'][lang]['in']} | {summary['by_lang'][lang]['out']} |"
-        )
+    tables = [
+        markdown_table(["step", "in", "out", "dropped"], summary["steps"]),
+        markdown_table(
+            ["lang", "in", "out"],
+            [{"lang": lang, **summary["by_lang"][lang]} for lang in sorted(summary["by_lang"])],
+        ),
+    ]
     if summary.get("decontaminated_by"):
-        lines += ["", "| benchmark | rows dropped |", "|---|---|"]
-        for bench, n in summary["decontaminated_by"].items():
-            lines.append(f"| {bench} | {n} |")
-    return "\n".join(lines) + "\n"
-
-
-def _write_jsonl(path: Path, rows: Sequence[Row]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+        rows = [
+            {"benchmark": b, "rows dropped": n} for b, n in summary["decontaminated_by"].items()
+        ]
+        tables.append(markdown_table(["benchmark", "rows dropped"], rows))
+    return "\n".join(tables)
 
 
 def _log_summary_table(logger: Any, summary: dict[str, Any]) -> None:
@@ -211,17 +202,7 @@ def _log_summary_table(logger: Any, summary: dict[str, Any]) -> None:
     experiment.log({"curate/steps": table, "curate/languages": langs})
 
 
-def run_curate(cfg: DictConfig) -> dict[str, float]:
-    """Curate raw OSS-Instruct (or instruction) files into a training file.
-
-    Args:
-        cfg: The composed ``conf/curate.yaml``.
-
-    Returns:
-        ``curate/rows_in``, ``curate/rows_out``, ``curate/<step>/dropped``,
-        ``curate/decontaminate/<benchmark>`` and the report's ``report/*`` metrics; also
-        written to ``<run dir>/metrics.json``.
-    """
+def _check(cfg: DictConfig) -> None:
     if cfg.input_format not in INPUT_FIELDS:
         raise ValueError(
             f"input_format={cfg.input_format!r} is unknown; use one of {sorted(INPUT_FIELDS)}"
@@ -229,48 +210,69 @@ def run_curate(cfg: DictConfig) -> dict[str, float]:
     unknown = [s for s in cfg.steps if s not in STEPS]
     if unknown:
         raise ValueError(f"steps {unknown} are unknown; choose from {list(STEPS)}")
-    run_dir = Path(cfg.paths.output_dir)
-    out_dir = Path(cfg.output_dir).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = resolve_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
-    fields = INPUT_FIELDS[cfg.input_format]
-    steps = _steps(cfg, fields)
-    tokenizer = None
-    if cfg.report.enabled:
-        log.info("Report tokenizer: %s", cfg.model._target_)
-        tokenizer = load_tokenizer(instantiate(cfg.model))
 
+
+def read_rows(files: Sequence[Path], shuffle_seed: int | None) -> list[Row]:
+    """Every row of ``files`` in order, shuffled with ``shuffle_seed`` (None keeps the order)."""
     raw: list[Row] = []
     for path in files:
         n = len(raw)
         raw.extend(iter_jsonl(path))
         log.info("Read %d rows from %s", len(raw) - n, path)
-    if cfg.shuffle_seed is not None:
-        random.Random(cfg.shuffle_seed).shuffle(raw)
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(raw)
+    return raw
 
-    logger = build_logger(cfg.get("logger"), run_dir)
-    if logger is not None:
-        logger.log_hyperparams(to_dict(cfg))
 
-    summaries = []
-    rejected: list[Row] = []
-    rows, dropped = missing_fields_filter(raw, fields[:2])
-    summaries.append(_step_summary("load", raw, rows, dropped))
-    rejected += dropped
-    for name in cfg.steps:
-        before = rows
-        rows, dropped = steps[name](rows)
-        summaries.append(_step_summary(name, before, rows, dropped))
-        rejected += dropped
-        log.info("%s: %d → %d rows", name, len(before), len(rows))
-    before = rows
-    rows, dropped = format_rows(rows, cfg.input_format, cfg.format)
-    summaries.append(_step_summary("format", before, rows, dropped))
-    rejected += dropped
+def curate_rows(cfg: DictConfig, raw: list[Row]) -> tuple[list[Row], list[Row], list[dict]]:
+    """Run the load check, ``cfg.steps`` in order and the formatting.
 
+    Returns:
+        The curated rows, every rejected row, and one summary per step.
+    """
+    fields = INPUT_FIELDS[cfg.input_format]
+    steps = _steps(cfg, fields)
+    rows, rejected = missing_fields_filter(raw, fields[:2])
+    summaries = [_step_summary("load", raw, rows, rejected)]
+    named = [(name, steps[name]) for name in cfg.steps]
+    named.append(("format", lambda r: format_rows(r, cfg.input_format, cfg.format)))
+    with Progress(total=len(named), desc="curate", unit="steps", logger=log) as progress:
+        for name, step in named:
+            before = rows
+            rows, dropped = step(rows)
+            summaries.append(_step_summary(name, before, rows, dropped))
+            rejected += dropped
+            log.info("%s: %d → %d rows", name, len(before), len(rows))
+            progress.update(1, rows=len(rows))
+    return rows, rejected, summaries
+
+
+def _curation_metrics(raw: list[Row], rows: list[Row], rejected: list[Row], summary: dict):
+    metrics: dict[str, float] = {
+        "curate/rows_in": float(len(raw)),
+        "curate/rows_out": float(len(rows)),
+        "curate/rejected": float(len(rejected)),
+    }
+    for s in summary["steps"]:
+        metrics[f"curate/{s['step']}/dropped"] = float(s["dropped"])
+    for bench, n in summary["decontaminated_by"].items():
+        metrics[f"curate/decontaminate/{bench}"] = float(n)
+    for lang, n in _lang_counts(rows).items():
+        metrics[f"curate/lang/{lang}/rows_out"] = float(n)
+    return metrics
+
+
+def _write_outputs(
+    out_dir: Path,
+    files: list[Path],
+    raw: list[Row],
+    rows: list[Row],
+    rejected: list[Row],
+    summaries: list[dict],
+) -> dict[str, Any]:
     curated_path, rejects_path = out_dir / "curated.jsonl", out_dir / "rejects.jsonl"
-    _write_jsonl(curated_path, rows)
-    _write_jsonl(rejects_path, rejected)
+    write_jsonl(curated_path, rows)
+    write_jsonl(rejects_path, rejected)
     langs_in, langs_out = _lang_counts(raw), _lang_counts(rows)
     decontaminated = Counter(
         r["matched"]["benchmark"] for r in rejected if r["step"] == "decontaminate"
@@ -291,37 +293,63 @@ def run_curate(cfg: DictConfig) -> dict[str, float]:
     table = _summary_markdown(summary)
     (out_dir / "summary.md").write_text(table)
     log.info("Curation summary (%s):\n%s", out_dir, table)
+    return summary
 
-    metrics: dict[str, float] = {
-        "curate/rows_in": float(len(raw)),
-        "curate/rows_out": float(len(rows)),
-        "curate/rejected": float(len(rejected)),
-    }
-    for s in summaries:
-        metrics[f"curate/{s['step']}/dropped"] = float(s["dropped"])
-    for bench, n in decontaminated.items():
-        metrics[f"curate/decontaminate/{bench}"] = float(n)
-    for lang, n in langs_out.items():
-        metrics[f"curate/lang/{lang}/rows_out"] = float(n)
 
-    report: DataReport | None = None
+def _curate(run: Run) -> None:
+    cfg = run.cfg
+    _check(cfg)
+    out_dir = Path(cfg.output_dir).expanduser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = resolve_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
+    tokenizer = None
+    if cfg.report.enabled:
+        log.info("Report tokenizer: %s", cfg.model._target_)
+        tokenizer = load_tokenizer(instantiate(cfg.model))
+    raw = read_rows(files, cfg.shuffle_seed)
+    rows, rejected, summaries = curate_rows(cfg, raw)
+    summary = _write_outputs(out_dir, files, raw, rows, rejected, summaries)
+    run.log_metrics(_curation_metrics(raw, rows, rejected, summary), summary=True)
+    _log_summary_table(run.logger, summary)
     if cfg.report.enabled and rows:
         report = build_report(
             rows, tokenizer, cfg.report.humaneval_path, out_dir / "report", cfg.report.bins
         )
-        metrics.update(report.metrics)
-    write_metrics(run_dir / "metrics.json", metrics)
-    if logger is not None:
-        logger.log_metrics(metrics)
-        _log_summary_table(logger, summary)
-        if report is not None:
-            log_report(logger, report)
-        finish(logger)
-    log.info("Curated %d of %d rows → %s", len(rows), len(raw), curated_path)
-    return metrics
+        run.log_metrics(report.metrics, summary=True)
+        log_report(run.logger, report)
+    log.info("Curated %d of %d rows → %s", len(rows), len(raw), out_dir / "curated.jsonl")
 
 
-def run_data_report(cfg: DictConfig) -> dict[str, float]:
+def run_curate(cfg: DictConfig) -> dict[str, Any]:
+    """Curate raw OSS-Instruct (or instruction) files into a training file.
+
+    Args:
+        cfg: The composed ``conf/curate.yaml``.
+
+    Returns:
+        ``curate/rows_in``, ``curate/rows_out``, ``curate/<step>/dropped``,
+        ``curate/decontaminate/<benchmark>`` and the report's ``report/*`` metrics; also
+        written to ``<run dir>/metrics.json``.
+    """
+    return run_app(cfg, _curate)
+
+
+def _data_report(run: Run) -> None:
+    cfg = run.cfg
+    files = resolve_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
+    log.info("Report tokenizer: %s", cfg.model._target_)
+    tokenizer = load_tokenizer(instantiate(cfg.model))
+    rows: list[Row] = [row for path in files for row in iter_jsonl(path)]
+    if cfg.max_rows is not None and len(rows) > cfg.max_rows:
+        rows = random.Random(cfg.seed).sample(rows, cfg.max_rows)
+    out_dir = Path(cfg.output_dir).expanduser()
+    report = build_report(rows, tokenizer, cfg.humaneval_path, out_dir, cfg.bins)
+    run.log_metrics(report.metrics, summary=True)
+    log_report(run.logger, report)
+    log.info("Data report (%s):\n%s", out_dir, table_markdown(report.table))
+
+
+def run_data_report(cfg: DictConfig) -> dict[str, Any]:
     """The data report of any instruction (or raw OSS-Instruct) file.
 
     Args:
@@ -330,21 +358,4 @@ def run_data_report(cfg: DictConfig) -> dict[str, float]:
     Returns:
         The ``report/*`` metrics (also in ``<run dir>/metrics.json``).
     """
-    files = resolve_inputs(list(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs)
-    run_dir = Path(cfg.paths.output_dir)
-    out_dir = Path(cfg.output_dir).expanduser()
-    log.info("Report tokenizer: %s", cfg.model._target_)
-    tokenizer = load_tokenizer(instantiate(cfg.model))
-    rows: list[Row] = [row for path in files for row in iter_jsonl(path)]
-    if cfg.max_rows is not None and len(rows) > cfg.max_rows:
-        rows = random.Random(cfg.seed).sample(rows, cfg.max_rows)
-    report = build_report(rows, tokenizer, cfg.humaneval_path, out_dir, cfg.bins)
-    logger = build_logger(cfg.get("logger"), run_dir)
-    if logger is not None:
-        logger.log_hyperparams(to_dict(cfg))
-        logger.log_metrics(report.metrics)
-        log_report(logger, report)
-        finish(logger)
-    write_metrics(run_dir / "metrics.json", report.metrics)
-    log.info("Data report (%s):\n%s", out_dir, table_markdown(report.table))
-    return report.metrics
+    return run_app(cfg, _data_report)

@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 
 from magicoder.curation.benchmarks import read_records
+from magicoder.io import markdown_table, write_jsonl
 
 log = logging.getLogger(__name__)
 
 PLOTS = ("languages.png", "token_lengths.png", "humaneval_similarity.png")
+_SIMILAR_COLUMNS = ("row", "index", "HumanEval task", "similarity")
 
 
 def problem_solution(row: dict[str, Any]) -> tuple[str, str]:
@@ -129,11 +131,6 @@ def build_report(
     Returns:
         The report.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not rows:
         raise ValueError("the data report needs at least one row; the input is empty")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,34 +138,99 @@ def build_report(
     pairs = [problem_solution(r) for r in rows]
     problem_len = token_lengths([p for p, _ in pairs], tokenizer)
     solution_len = token_lengths([s for _, s in pairs], tokenizer)
-    sims: np.ndarray | None = None
-    closest: list[str] = []
-    if humaneval_path is not None:
-        path = Path(humaneval_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"report humaneval_path={str(humaneval_path)!r} does not exist; point it at "
-                "HumanEval.jsonl.gz or set it to null to skip the similarity analysis"
-            )
-        sims, closest = humaneval_similarity(
-            [p + " " + s for p, s in pairs], list(read_records(path))
-        )
-
+    sims, closest = _closest_humaneval(pairs, humaneval_path)
     counts = Counter(langs)
-    files: dict[str, Path] = {}
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    files = _write_plots(out_dir, bins, counts, problem_len, solution_len, sims)
+    columns: dict[str, Sequence[float]] = {
+        "problem_tokens": problem_len,
+        "solution_tokens": solution_len,
+    }
+    if sims is not None:
+        files["similarity"] = _write_similarity(rows, sims, closest, out_dir / "similarity.jsonl")
+        columns["humaneval_similarity"] = [float(s) for s in sims]
     names = [name for name, _ in counts.most_common()]
-    ax.bar(names, [counts[n] for n in names], color="tab:blue")
-    ax.set_ylabel("rows")
-    ax.set_title(f"Rows per language ({len(rows)} rows)")
-    ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    files["languages"] = out_dir / "languages.png"
-    fig.savefig(files["languages"], dpi=120)
-    plt.close(fig)
+    table = _language_table(langs, ["all", *names], columns)
+    files["json"] = out_dir / "report.json"
+    files["json"].write_text(
+        json.dumps({"rows": len(rows), "languages": dict(counts), "table": table}, indent=2) + "\n"
+    )
+    files["markdown"] = out_dir / "report.md"
+    files["markdown"].write_text(_markdown(table, rows, sims, closest, top_similar))
+    log.info("Data report: %d rows, %d languages, written to %s", len(rows), len(counts), out_dir)
+    return DataReport(len(rows), dict(counts), table, _metrics(table, counts), files)
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+
+def _closest_humaneval(
+    pairs: list[tuple[str, str]], humaneval_path: str | Path | None
+) -> tuple[np.ndarray | None, list[str]]:
+    """:func:`humaneval_similarity` of the (problem, solution) pairs; (None, []) without a
+    HumanEval file."""
+    if humaneval_path is None:
+        return None, []
+    path = Path(humaneval_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"report humaneval_path={str(humaneval_path)!r} does not exist; point it at "
+            "HumanEval.jsonl.gz or set it to null to skip the similarity analysis"
+        )
+    return humaneval_similarity([p + " " + s for p, s in pairs], list(read_records(path)))
+
+
+def _write_plots(
+    out_dir: Path,
+    bins: int,
+    counts: Counter[str],
+    problem_len: list[int],
+    solution_len: list[int],
+    sims: np.ndarray | None,
+) -> dict[str, Path]:
+    """Plot the languages, the token lengths and (given ``sims``) the HumanEval similarity."""
+    files = {
+        "languages": _plot_languages(counts, out_dir / "languages.png"),
+        "token_lengths": _plot_token_lengths(
+            problem_len, solution_len, bins, out_dir / "token_lengths.png"
+        ),
+    }
+    if sims is not None:
+        files["humaneval_similarity"] = _plot_similarity(
+            sims, bins, out_dir / "humaneval_similarity.png"
+        )
+    return files
+
+
+def _pyplot() -> Any:
+    """pyplot on the Agg backend, so reports render on machines without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def _plot_languages(counts: Counter[str], path: Path) -> Path:
+    """Bar chart of rows per language, most frequent first."""
+    fig, ax = _pyplot().subplots(figsize=(6, 3.5))
+    names, values = zip(*counts.most_common(), strict=True)
+    ax.bar(names, values, color="tab:blue")
+    ax.set_ylabel("rows")
+    ax.set_title(f"Rows per language ({counts.total()} rows)")
+    ax.tick_params(axis="x", rotation=45)
+    return _save_figure(fig, path)
+
+
+def _plot_token_lengths(
+    problem_len: list[int], solution_len: list[int], bins: int, path: Path
+) -> Path:
+    """Histograms of problem and solution token lengths, side by side, with their means."""
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 3.5))
     for ax, values, title in (
         (axes[0], problem_len, "problem (instruction)"),
         (axes[1], solution_len, "solution (response)"),
@@ -179,66 +241,64 @@ def build_report(
         ax.set_ylabel("rows")
         ax.set_title(f"{title} length")
         ax.legend()
-    fig.tight_layout()
-    files["token_lengths"] = out_dir / "token_lengths.png"
-    fig.savefig(files["token_lengths"], dpi=120)
-    plt.close(fig)
+    return _save_figure(fig, path)
 
-    if sims is not None:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        weights = np.full(len(sims), 1.0 / len(sims))
-        ax.hist(sims, bins=bins, range=(0.0, 1.0), weights=weights, color="tab:red", alpha=0.7)
-        ax.axvline(float(sims.mean()), color="k", linestyle="--", label=f"mean {sims.mean():.3f}")
-        ax.set_xlabel("TF-IDF cosine similarity to the closest HumanEval problem")
-        ax.set_ylabel("fraction of rows")
-        ax.legend()
-        fig.tight_layout()
-        files["humaneval_similarity"] = out_dir / "humaneval_similarity.png"
-        fig.savefig(files["humaneval_similarity"], dpi=120)
-        plt.close(fig)
-        files["similarity"] = out_dir / "similarity.jsonl"
-        with files["similarity"].open("w") as f:
-            for i, (row, score, task) in enumerate(zip(rows, sims, closest, strict=True)):
-                record = {"row": i, "index": row.get("index"), "task_id": task}
-                f.write(json.dumps({**record, "similarity": round(float(score), 6)}) + "\n")
 
+def _plot_similarity(sims: np.ndarray, bins: int, path: Path) -> Path:
+    """Histogram of the rows' similarity to HumanEval, as fractions of the rows."""
+    fig, ax = _pyplot().subplots(figsize=(6, 3.5))
+    weights = np.full(len(sims), 1.0 / len(sims))
+    ax.hist(sims, bins=bins, range=(0.0, 1.0), weights=weights, color="tab:red", alpha=0.7)
+    ax.axvline(float(sims.mean()), color="k", linestyle="--", label=f"mean {sims.mean():.3f}")
+    ax.set_xlabel("TF-IDF cosine similarity to the closest HumanEval problem")
+    ax.set_ylabel("fraction of rows")
+    ax.legend()
+    return _save_figure(fig, path)
+
+
+def _write_similarity(
+    rows: Sequence[dict[str, Any]], sims: np.ndarray, closest: list[str], path: Path
+) -> Path:
+    """One line per row: its position, ``index``, closest HumanEval task and similarity."""
+    write_jsonl(
+        path,
+        (
+            {"row": i, "index": row.get("index"), "task_id": task, "similarity": round(float(s), 6)}
+            for i, (row, s, task) in enumerate(zip(rows, sims, closest, strict=True))
+        ),
+    )
+    return path
+
+
+def _language_table(
+    langs: list[str], groups: list[str], columns: dict[str, Sequence[float]]
+) -> list[dict[str, Any]]:
+    """One entry per group (a language, or ``all``): its row count and each column's stats."""
     table: list[dict[str, Any]] = []
-    for lang in ["all", *names]:
+    for lang in groups:
         picks = [i for i, x in enumerate(langs) if lang == "all" or x == lang]
         entry: dict[str, Any] = {"lang": lang, "rows": len(picks)}
-        for key, values in (("problem_tokens", problem_len), ("solution_tokens", solution_len)):
+        for key, values in columns.items():
             for stat, v in _stats([values[i] for i in picks]).items():
                 entry[f"{key}_{stat}"] = v
-        if sims is not None:
-            for stat, v in _stats([float(sims[i]) for i in picks]).items():
-                entry[f"humaneval_similarity_{stat}"] = v
         table.append(entry)
+    return table
 
-    metrics = {"report/rows": float(len(rows))}
+
+def _metrics(table: list[dict[str, Any]], counts: Counter[str]) -> dict[str, float]:
+    """Flat ``report/*`` metrics: the ``all`` entry of the table and the rows per language."""
+    metrics = {"report/rows": float(table[0]["rows"])}
     for key, value in table[0].items():
         if key not in ("lang", "rows"):
             metrics[f"report/{key}"] = float(value)
     for lang, n in counts.items():
         metrics[f"report/lang/{lang}/rows"] = float(n)
-
-    files["json"] = out_dir / "report.json"
-    files["json"].write_text(
-        json.dumps({"rows": len(rows), "languages": dict(counts), "table": table}, indent=2) + "\n"
-    )
-    files["markdown"] = out_dir / "report.md"
-    files["markdown"].write_text(_markdown(table, rows, sims, closest, top_similar))
-    log.info("Data report: %d rows, %d languages, written to %s", len(rows), len(counts), out_dir)
-    return DataReport(len(rows), dict(counts), table, metrics, files)
+    return metrics
 
 
 def table_markdown(table: list[dict[str, Any]]) -> str:
-    """The per-language table as markdown."""
-    columns = list(table[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for entry in table:
-        cells = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in entry.values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """The per-language table as markdown (floats to 3 decimals)."""
+    return markdown_table(list(table[0]), table, float_format=".3f")
 
 
 def _markdown(
@@ -250,12 +310,17 @@ def _markdown(
 ) -> str:
     lines = ["# Data report", "", table_markdown(table).rstrip("\n")]
     if sims is not None:
+        nearest = [
+            {
+                "row": int(i),
+                "index": rows[int(i)].get("index"),
+                "HumanEval task": closest[int(i)],
+                "similarity": float(sims[i]),
+            }
+            for i in np.argsort(-sims)[:top]
+        ]
         lines += ["", f"## The {top} rows closest to HumanEval", ""]
-        lines += ["| row | index | HumanEval task | similarity |", "|---|---|---|---|"]
-        for i in np.argsort(-sims)[:top]:
-            lines.append(
-                f"| {int(i)} | {rows[int(i)].get('index')} | {closest[int(i)]} | {sims[i]:.3f} |"
-            )
+        lines.append(markdown_table(_SIMILAR_COLUMNS, nearest, float_format=".3f").rstrip("\n"))
     lines += [
         "",
         *[f"![{name}]({name})" for name in PLOTS if sims is not None or "sim" not in name],

@@ -84,6 +84,12 @@ class Mixture(Source):
     count_tokens: Callable[[str], int] | None = None
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def connect(self, tokenizer: Any) -> None:
+        """Count tokens with the model's tokenizer (``by: tokens``), and bind the sources."""
+        self.count_tokens = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        for source in self.sources.values():
+            source.connect(tokenizer)
+
     def check(self) -> None:
         if self.by not in UNITS:
             raise ValueError(f"mixture by={self.by!r} is unknown; use one of {UNITS}")

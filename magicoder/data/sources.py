@@ -1,14 +1,16 @@
 """Instruction-data sources. Each ``datasets:`` entry of a stage config instantiates one.
 
 A source's :meth:`load` returns instruction rows ``{"instruction", "response", ...}``;
-rows that lack either field are counted, reported and skipped.
+rows that lack either field are counted, reported and skipped. File and hub sources take a
+``columns`` map from our field names to the dataset's own (as torchtune's ``column_map``
+does), so a dataset with other field names needs a YAML file, not code.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,43 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("instruction", "oss_instruct")
 STDLIB_KINDS = ("all", "functions", "methods")
+FIELDS = ("instruction", "response", "problem", "solution", "lang")
+"""Our field names, the keys a ``columns`` map may rename."""
+
+
+def rename_columns(record: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """Give a dataset row our field names.
+
+    Args:
+        record: A dataset row.
+        columns: Our field name → the dataset's name for it, e.g. ``{"response": "output"}``;
+            fields not named keep their names.
+
+    Returns:
+        The row with each mapped field under our name (the dataset's name dropped); a field
+        the row lacks stays absent, so the row is then skipped like any incomplete row.
+    """
+    if not columns:
+        return record
+    theirs = set(columns.values())
+    row = {key: value for key, value in record.items() if key not in theirs}
+    for ours, their_name in columns.items():
+        if their_name in record:
+            row[ours] = record[their_name]
+    return row
+
+
+def check_columns(columns: dict[str, str], where: str) -> None:
+    """Raise ValueError unless ``columns`` maps our field names to strings."""
+    unknown = sorted(set(columns) - set(FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{where}: columns names {unknown}, which are not our fields; its keys are any of "
+            f"{list(FIELDS)} and its values the dataset's names for them"
+        )
+    bad = {ours: theirs for ours, theirs in columns.items() if not isinstance(theirs, str)}
+    if bad:
+        raise ValueError(f"{where}: columns {bad} must map each field to a column name (a string)")
 
 
 def to_instruction_row(record: dict[str, Any], fmt: str) -> dict[str, Any] | None:
@@ -90,7 +129,8 @@ def convert_rows(
             f"dataset {name} has no usable row ({skipped} skipped, {other_lang} in other "
             f"languages than {langs}): each row needs "
             f"{'problem and solution' if fmt == 'oss_instruct' else 'instruction and response'}"
-            " strings; check the file or the dataset's `format`"
+            " strings; check the file, the dataset's `format`, or map its field names with "
+            "`columns`"
         )
     return rows
 
@@ -109,6 +149,12 @@ class Source:
 
     def check(self) -> None:
         """Raise early (before training) if the source cannot be read."""
+
+    def connect(self, tokenizer: Any) -> None:
+        """Late binding: the runner hands the tokenizer to every source before loading.
+
+        Sources that need it (to count tokens, say) keep it; the others ignore it.
+        """
 
     def load(self) -> list[dict[str, Any]]:
         """Return the instruction rows."""
@@ -153,10 +199,12 @@ class JsonlFile(Source):
     Attributes:
         path: The file.
         format: ``instruction`` or ``oss_instruct``.
+        columns: Our field name → the file's name for it (see :func:`rename_columns`).
     """
 
     path: str = "???"
     format: str = "instruction"
+    columns: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> None:
         if not Path(self.path).is_file():
@@ -166,11 +214,13 @@ class JsonlFile(Source):
             )
         if self.format not in FORMATS:
             raise ValueError(f"format={self.format!r} is unknown; use one of {FORMATS}")
+        check_columns(self.columns, f"dataset {self.name}")
 
     def load(self) -> list[dict[str, Any]]:
         self.check()
+        records = iter_jsonl(self.path, objects_only=False)
         return convert_rows(
-            iter_jsonl(self.path, objects_only=False),
+            (rename_columns(record, self.columns) for record in records),
             self.format,
             f"{self.name} ({self.path})",
             self.langs,
@@ -186,16 +236,24 @@ class HubDataset(Source):
         split: Split to read.
         revision: Revision to pin.
         format: ``instruction`` or ``oss_instruct``.
+        columns: Our field name → the dataset's name for it (see :func:`rename_columns`).
     """
 
     path: str = "???"
     split: str = "train"
     revision: str | None = None
     format: str = "instruction"
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format={self.format!r} is unknown; use one of {FORMATS}")
+        check_columns(self.columns, f"dataset {self.name}")
 
     def load(self) -> list[dict[str, Any]]:
         import datasets
 
+        self.check()
         try:
             ds = datasets.load_dataset(self.path, split=self.split, revision=self.revision)
         except Exception as err:  # datasets raises many types for offline/missing data
@@ -203,4 +261,7 @@ class HubDataset(Source):
                 f"could not load dataset {self.path!r} (split {self.split!r}): {err}. Offline, "
                 "export it to jsonl and train with data=jsonl data.path=<file>"
             ) from err
-        return convert_rows(iter(ds), self.format, self.name, self.langs)
+        # Renamed row by row rather than with datasets' rename_columns: one code path for
+        # hub and jsonl sources, and the same handling of rows that lack a mapped field.
+        records = (rename_columns(record, self.columns) for record in ds)
+        return convert_rows(records, self.format, self.name, self.langs)

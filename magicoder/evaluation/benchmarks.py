@@ -267,43 +267,8 @@ def load_benchmark(name: str, path: str | None = None, limit: int | None = None)
         raise ValueError(f"Unknown benchmark {name!r}; choose from {list(BENCHMARK_NAMES)}.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"eval.limit={limit!r} must be a positive integer, or null for all tasks.")
-    setting, file_name = f"eval.{name}_path", _FILE_NAMES[name]
-    if path is not None:
-        resolved = Path(path).expanduser().resolve()
-        if not resolved.is_file():
-            raise FileNotFoundError(
-                f"{setting}={str(path)!r}: no such file. Point {setting} at a local {file_name} "
-                "(the EvalPlus release file), or set it to null to let evalplus download it."
-            )
-        path = str(resolved)
-    try:
-        with _evalplus_override(name, path):
-            problems, dataset_hash, source = _load_with_evalplus(name)
-    except Exception as exc:
-        if path is not None:
-            raise ValueError(
-                f"{setting}={path!r} could not be read as an EvalPlus {file_name} file: {exc!r}"
-            ) from exc
-        raise ValueError(
-            f"evalplus could not find or download the {name} benchmark ({exc!r}). Offline, set "
-            f"{setting} to a local {file_name} (or export "
-            f"{'HUMANEVAL' if name == 'humaneval' else 'MBPP'}_OVERRIDE_PATH)."
-        ) from exc
-    bad = [task_id for task_id in problems if not task_id.startswith(_TASK_PREFIXES[name])]
-    if bad or not problems:
-        raise ValueError(
-            f"{source!r} does not hold {name} tasks (first task ids: {list(problems)[:3]}); "
-            f"point {setting} at a {file_name} file."
-        )
-    version = _version_from_path(source, dataset_hash)
-    if version != PINNED_VERSIONS[name]:
-        logger.warning(
-            "%s: %s is version %r, not the %s the paper reports; numbers are not comparable.",
-            name,
-            source,
-            version,
-            PINNED_VERSIONS[name],
-        )
+    problems, dataset_hash, source = _read_problems(name, _resolve_path(name, path))
+    version = _checked_version(name, source, dataset_hash)
     n_total = len(problems)
     if limit is not None:
         problems = dict(list(problems.items())[:limit])
@@ -325,3 +290,62 @@ def load_benchmark(name: str, path: str | None = None, limit: int | None = None)
         n_total=n_total,
         limit=limit,
     )
+
+
+def _path_setting(name: str) -> str:
+    return f"eval.{name}_path"
+
+
+def _resolve_path(name: str, path: str | None) -> str | None:
+    """``path`` made absolute, after checking that it is a file (None stays None)."""
+    if path is None:
+        return None
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        setting = _path_setting(name)
+        raise FileNotFoundError(
+            f"{setting}={str(path)!r}: no such file. Point {setting} at a local "
+            f"{_FILE_NAMES[name]} (the EvalPlus release file), or set it to null to let evalplus "
+            "download it."
+        )
+    return str(resolved)
+
+
+def _read_problems(name: str, path: str | None) -> tuple[dict[str, Problem], str, str]:
+    """Problems, md5 and source file of ``name`` read by evalplus from ``path`` (None: wherever
+    evalplus finds it), checked to be tasks of that benchmark."""
+    setting, file_name = _path_setting(name), _FILE_NAMES[name]
+    try:
+        with _evalplus_override(name, path):
+            problems, dataset_hash, source = _load_with_evalplus(name)
+    except Exception as exc:
+        if path is not None:
+            raise ValueError(
+                f"{setting}={path!r} could not be read as an EvalPlus {file_name} file: {exc!r}"
+            ) from exc
+        raise ValueError(
+            f"evalplus could not find or download the {name} benchmark ({exc!r}). Offline, set "
+            f"{setting} to a local {file_name} (or export "
+            f"{'HUMANEVAL' if name == 'humaneval' else 'MBPP'}_OVERRIDE_PATH)."
+        ) from exc
+    bad = [task_id for task_id in problems if not task_id.startswith(_TASK_PREFIXES[name])]
+    if bad or not problems:
+        raise ValueError(
+            f"{source!r} does not hold {name} tasks (first task ids: {list(problems)[:3]}); "
+            f"point {setting} at a {file_name} file."
+        )
+    return problems, dataset_hash, source
+
+
+def _checked_version(name: str, source: str, dataset_hash: str) -> str:
+    """The file's release, with a warning when it is not the one the paper reports."""
+    version = _version_from_path(source, dataset_hash)
+    if version != PINNED_VERSIONS[name]:
+        logger.warning(
+            "%s: %s is version %r, not the %s the paper reports; numbers are not comparable.",
+            name,
+            source,
+            version,
+            PINNED_VERSIONS[name],
+        )
+    return version

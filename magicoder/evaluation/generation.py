@@ -8,6 +8,9 @@ Two backends produce the same completions for the same prompts:
   :data:`AUTO_BATCH_START` and halve on out-of-memory).
 - ``vllm``: vLLM's continuously batched engine (GPU machines with ``vllm`` installed), fed
   the very token ids the ``hf`` backend would see, with the same stop string and cut rule.
+
+Both show progress through :class:`magicoder.progress.Progress`: a bar on a terminal, periodic
+log lines (tasks done out of the total, rate, ETA) otherwise.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
+from magicoder.progress import Progress
 from magicoder.prompts import CODE_FENCE
 
 logger = logging.getLogger(__name__)
@@ -29,6 +33,12 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("hf", "vllm")
 AUTO_BATCH_START = 64
 """First batch size tried by ``batch_size="auto"``; it halves on out-of-memory errors."""
+
+
+class CompletionGenerator(Protocol):
+    """Greedy completions of ``prompts`` in their order; ``desc`` labels the progress."""
+
+    def __call__(self, prompts: list[str], desc: str = "generate") -> list[str]: ...
 
 
 def check_batch_size(batch_size: int | str) -> None:
@@ -59,6 +69,7 @@ def generate_completions(
     batch_size: int | str,
     max_new_tokens: int,
     stop: str | None = CODE_FENCE,
+    desc: str = "generate",
 ) -> list[str]:
     """Greedily continue each prompt and return only the newly generated text.
 
@@ -77,6 +88,7 @@ def generate_completions(
         max_new_tokens: Most tokens generated per prompt.
         stop: Stop a sequence once it generates this string (None: only EOS / length). The
             returned text may run past it within the last token; cut it afterwards.
+        desc: Starts each progress line (e.g. "generate humaneval").
 
     Returns:
         The decoded continuations (special tokens skipped), in the order of ``prompts``.
@@ -92,88 +104,105 @@ def generate_completions(
         raise ValueError(f"eval.max_new_tokens={max_new_tokens!r} must be >= 1.")
     if not prompts:
         return []
+    _check_can_pad(tokenizer)
+    auto = batch_size == "auto"
+    size = min(AUTO_BATCH_START, len(prompts)) if auto else int(batch_size)
+    with _left_padded_eval(model, tokenizer):
+        generate_kwargs = _greedy_generate_kwargs(model, tokenizer, max_new_tokens, stop)
+        return _generate_longest_first(
+            model, tokenizer, prompts, generate_kwargs, size=size, auto=auto, desc=desc
+        )
+
+
+def _check_can_pad(tokenizer: Any) -> None:
     if tokenizer.pad_token is None and tokenizer.eos_token is None:
         raise ValueError(
             f"{type(tokenizer).__name__} has neither a pad nor an EOS token; batched generation "
             "needs one to pad with (set eos_token in the model config)."
         )
-    auto = batch_size == "auto"
-    size = min(AUTO_BATCH_START, len(prompts)) if auto else int(batch_size)
 
+
+@contextmanager
+def _left_padded_eval(model: Any, tokenizer: Any) -> Iterator[None]:
+    """Left padding (EOS when there is no pad token) and eval mode, restored on exit."""
     saved_side, saved_pad, was_training = (
         tokenizer.padding_side,
         tokenizer.pad_token,
         model.training,
     )
+    # Decoder-only models continue from the last position, so padding must go on the left.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    eos_token_id = model.generation_config.eos_token_id
-    if eos_token_id is None:
-        eos_token_id = tokenizer.eos_token_id
-    stop_kwargs: dict[str, Any] = (
-        {"stop_strings": [stop], "tokenizer": tokenizer} if stop is not None else {}
-    )
-    lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-    outputs: list[str] = [""] * len(prompts)
-    started, n_new_tokens = time.perf_counter(), 0
     model.eval()
     try:
-        with (
-            torch.inference_mode(),
-            tqdm(total=len(prompts), desc="generate", unit="prompt", disable=None) as bar,
-        ):
-            done = 0
-            while done < len(order):
-                indices = order[done : done + size]
-                out_of_memory = False
-                try:
-                    batch = tokenizer(
-                        [prompts[i] for i in indices], return_tensors="pt", padding=True
-                    ).to(model.device)
-                    generated = model.generate(
-                        **batch,
-                        do_sample=False,
-                        num_beams=1,
-                        max_new_tokens=max_new_tokens,
-                        use_cache=True,
-                        pad_token_id=tokenizer.pad_token_id,
-                        eos_token_id=eos_token_id,
-                        **stop_kwargs,
-                    )
-                except Exception as err:
-                    if not is_out_of_memory(err):
-                        raise
-                    out_of_memory = True
-                if out_of_memory:
-                    # Outside the except block, so the traceback no longer pins the batch.
-                    _free_accelerator_memory()
-                    if not auto:
-                        raise torch.cuda.OutOfMemoryError(
-                            f"eval.batch_size={size} does not fit in accelerator memory; "
-                            "lower eval.batch_size or set eval.batch_size=auto"
-                        ) from None
-                    if size == 1:
-                        raise torch.cuda.OutOfMemoryError(
-                            "a single prompt does not fit in accelerator memory with "
-                            f"eval.max_new_tokens={max_new_tokens}; lower it or use a larger "
-                            "device"
-                        ) from None
-                    size //= 2
-                    logger.warning("Generation ran out of memory; batch size now %d", size)
-                    continue
-                new_tokens = generated[:, batch["input_ids"].shape[1] :]
-                n_new_tokens += int((new_tokens != tokenizer.pad_token_id).sum())
-                texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-                for i, text in zip(indices, texts, strict=True):
-                    outputs[i] = text
-                done += len(indices)
-                bar.update(len(indices))
+        yield
     finally:
         tokenizer.padding_side = saved_side
         tokenizer.pad_token = saved_pad
         model.train(was_training)
+
+
+def _greedy_generate_kwargs(
+    model: Any, tokenizer: Any, max_new_tokens: int, stop: str | None
+) -> dict[str, Any]:
+    """``model.generate`` arguments for greedy decoding that stops at ``stop``."""
+    eos_token_id = model.generation_config.eos_token_id
+    if eos_token_id is None:
+        eos_token_id = tokenizer.eos_token_id
+    kwargs: dict[str, Any] = {
+        "do_sample": False,
+        "num_beams": 1,
+        "max_new_tokens": max_new_tokens,
+        "use_cache": True,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": eos_token_id,
+    }
+    if stop is not None:
+        kwargs.update(stop_strings=[stop], tokenizer=tokenizer)
+    return kwargs
+
+
+def _generate_longest_first(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    generate_kwargs: dict[str, Any],
+    *,
+    size: int,
+    auto: bool,
+    desc: str,
+) -> list[str]:
+    """Generate in batches of ``size`` prompts, longest first, halving ``size`` when ``auto``
+    and a batch runs out of memory; log the throughput.
+
+    Returns:
+        The completions, in the order of ``prompts``.
+    """
+    lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
+    # Longest first, so a batch size that does not fit fails at once rather than at the end.
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+    outputs: list[str] = [""] * len(prompts)
+    started, n_new_tokens, done = time.perf_counter(), 0, 0
+    with (
+        torch.inference_mode(),
+        Progress(total=len(prompts), desc=desc, unit="tasks", logger=logger) as progress,
+    ):
+        while done < len(order):
+            indices = order[done : done + size]
+            generated = _generate_batch(
+                model, tokenizer, [prompts[i] for i in indices], generate_kwargs
+            )
+            if generated is None:
+                size = _smaller_batch_size(size, auto, generate_kwargs["max_new_tokens"])
+                continue
+            texts, batch_new_tokens = generated
+            for i, text in zip(indices, texts, strict=True):
+                outputs[i] = text
+            done += len(indices)
+            n_new_tokens += batch_new_tokens
+            tokens_per_sec = n_new_tokens / max(time.perf_counter() - started, 1e-9)
+            progress.update(len(indices), tokens_per_sec=round(tokens_per_sec))
     elapsed = time.perf_counter() - started
     logger.info(
         "Generated %d completions (%d new tokens) in %.1f s (%.0f tokens/s, batch size %d)",
@@ -184,6 +213,47 @@ def generate_completions(
         size,
     )
     return outputs
+
+
+def _generate_batch(
+    model: Any, tokenizer: Any, texts: list[str], generate_kwargs: dict[str, Any]
+) -> tuple[list[str], int] | None:
+    """The decoded continuations of ``texts`` and their count of new (non-pad) tokens, or None
+    when the batch ran out of accelerator memory."""
+    try:
+        batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+        generated = model.generate(**batch, **generate_kwargs)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        # The caller frees memory once this frame, and the traceback pinning the batch, is gone.
+        return None
+    new_tokens = generated[:, batch["input_ids"].shape[1] :]
+    n_new_tokens = int((new_tokens != tokenizer.pad_token_id).sum())
+    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True), n_new_tokens
+
+
+def _smaller_batch_size(size: int, auto: bool, max_new_tokens: int) -> int:
+    """The batch size to retry with after ``size`` ran out of memory.
+
+    Raises:
+        torch.cuda.OutOfMemoryError: When the batch size is fixed, or already 1.
+    """
+    _free_accelerator_memory()
+    if not auto:
+        raise torch.cuda.OutOfMemoryError(
+            f"eval.batch_size={size} does not fit in accelerator memory; "
+            "lower eval.batch_size or set eval.batch_size=auto"
+        ) from None
+    if size == 1:
+        raise torch.cuda.OutOfMemoryError(
+            "a single prompt does not fit in accelerator memory with "
+            f"eval.max_new_tokens={max_new_tokens}; lower it or use a larger "
+            "device"
+        ) from None
+    size //= 2
+    logger.warning("Generation ran out of memory; batch size now %d", size)
+    return size
 
 
 def vllm_engine_args(
@@ -295,8 +365,8 @@ class VllmGenerator:
         self.sampling_args = vllm_sampling_args(max_new_tokens, stop)
         self._llm: Any = None
 
-    def __call__(self, prompts: Sequence[str]) -> list[str]:
-        """Greedy completions of ``prompts``, in their order."""
+    def __call__(self, prompts: Sequence[str], desc: str = "generate") -> list[str]:
+        """Greedy completions of ``prompts``, in their order; ``desc`` labels the progress."""
         if not prompts:
             return []
         if self._llm is None:
@@ -305,13 +375,35 @@ class VllmGenerator:
         params = self.vllm.SamplingParams(**self.sampling_args)
         token_ids = self.tokenizer(list(prompts))["input_ids"]
         started = time.perf_counter()
-        results = self._llm.generate([{"prompt_token_ids": ids} for ids in token_ids], params)
+        results = self._llm.generate(
+            [{"prompt_token_ids": ids} for ids in token_ids],
+            params,
+            use_tqdm=vllm_progress(desc),
+        )
         logger.info(
             "Generated %d completions with vLLM in %.1f s",
             len(prompts),
             time.perf_counter() - started,
         )
         return [result.outputs[0].text for result in results]
+
+
+def vllm_progress(desc: str) -> Callable[..., Progress]:
+    """A progress factory for ``vllm.LLM.generate(use_tqdm=...)``, which takes a tqdm class.
+
+    vLLM calls it with ``total=`` for the prompts it processes (that one is labelled
+    ``desc``, counted in tasks, and keeps vLLM's token-speed postfix), and in some versions
+    with an iterable while it adds the requests (quick; shown as nothing).
+    """
+
+    def make(*args: Any, **kwargs: Any) -> Progress:
+        if args or "iterable" in kwargs:
+            kwargs["disable"] = True
+            return Progress(*args, **kwargs)
+        kwargs.update(desc=desc, unit="tasks", logger=logger)
+        return Progress(**kwargs)
+
+    return make
 
 
 def completion_generator(
@@ -324,8 +416,8 @@ def completion_generator(
     stop: str | None = CODE_FENCE,
     model_path: str | Path | None = None,
     engine_args: dict[str, Any] | None = None,
-) -> Callable[[list[str]], list[str]]:
-    """A function from prompts to completions for the configured backend.
+) -> CompletionGenerator:
+    """A function from prompts (and a progress label) to completions for the backend.
 
     Args:
         backend: ``"hf"`` or ``"vllm"``.
@@ -344,33 +436,61 @@ def completion_generator(
         ImportError: For ``vllm`` when the package is missing.
     """
     if backend == "hf":
-        check_batch_size(batch_size)
-
-        def generate(prompts: list[str]) -> list[str]:
-            return generate_completions(
-                model,
-                tokenizer,
-                prompts,
-                batch_size=batch_size,
-                max_new_tokens=max_new_tokens,
-                stop=stop,
-            )
-
-        return generate
+        return _hf_generator(
+            model, tokenizer, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop
+        )
     if backend == "vllm":
-        path = model_path if model_path is not None else getattr(model, "name_or_path", None)
-        if not path:
-            raise ValueError(
-                "eval.backend=vllm loads the weights from disk, but the model has no "
-                "name_or_path; save it with save_pretrained and pass its directory"
-            )
-        dtype = str(getattr(model, "dtype", "auto")).removeprefix("torch.")
-        return VllmGenerator(
-            path,
+        return _vllm_generator(
+            model,
             tokenizer,
             max_new_tokens=max_new_tokens,
             stop=stop,
-            dtype=dtype,
+            model_path=model_path,
             engine_args=engine_args,
         )
     raise ValueError(f"eval.backend={backend!r} is unknown; use one of {list(BACKENDS)}")
+
+
+def _hf_generator(
+    model: Any, tokenizer: Any, *, batch_size: int | str, max_new_tokens: int, stop: str | None
+) -> CompletionGenerator:
+    check_batch_size(batch_size)
+
+    def generate(prompts: list[str], desc: str = "generate") -> list[str]:
+        return generate_completions(
+            model,
+            tokenizer,
+            prompts,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            stop=stop,
+            desc=desc,
+        )
+
+    return generate
+
+
+def _vllm_generator(
+    model: Any,
+    tokenizer: Any,
+    *,
+    max_new_tokens: int,
+    stop: str | None,
+    model_path: str | Path | None,
+    engine_args: dict[str, Any] | None,
+) -> VllmGenerator:
+    path = model_path if model_path is not None else getattr(model, "name_or_path", None)
+    if not path:
+        raise ValueError(
+            "eval.backend=vllm loads the weights from disk, but the model has no "
+            "name_or_path; save it with save_pretrained and pass its directory"
+        )
+    dtype = str(getattr(model, "dtype", "auto")).removeprefix("torch.")
+    return VllmGenerator(
+        path,
+        tokenizer,
+        max_new_tokens=max_new_tokens,
+        stop=stop,
+        dtype=dtype,
+        engine_args=engine_args,
+    )

@@ -34,6 +34,7 @@ from magicoder.evaluation.generation import (
     completion_generator,
 )
 from magicoder.evaluation.scoring import pass_at_1, score
+from magicoder.io import write_jsonl
 from magicoder.prompts import CODE_FENCE, format_prompt
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class EvalSettings:
             halve on out-of-memory.
         max_new_tokens: Generation budget per task (the paper: 512).
         sanitize: Post-process programs with evalplus's sanitizer before scoring.
-        n_workers: Scoring processes; None uses half the CPUs.
+        n_workers: Scoring processes; None uses every CPU.
         min_time_limit: EvalPlus's minimum seconds per test input.
         gt_time_limit_factor: EvalPlus's time limit as a multiple of the reference time.
         backend: "hf" (transformers ``generate``) or "vllm" (GPU, needs the vllm package).
@@ -168,14 +169,6 @@ def load_benchmarks(settings: EvalSettings) -> dict[str, Benchmark]:
     }
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as file:
-        for row in rows:
-            file.write(json.dumps(row) + "\n")
-            file.flush()
-
-
 def _read_samples(path: Path, benchmark: Benchmark) -> list[dict[str, Any]]:
     """Read an EvalPlus samples file; ``completion``-only rows become prompt + completion."""
     from evalplus.data import load_solutions
@@ -218,32 +211,7 @@ def _finish(
         results_path=results_path,
     )
     if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        report = {
-            "benchmark": benchmark.name,
-            "version": benchmark.version,
-            "dataset_hash": benchmark.dataset_hash,
-            "dataset_path": benchmark.path,
-            "n_tasks": len(rows),
-            "n_tasks_total": benchmark.n_total,
-            "limit": benchmark.limit,
-            "pass@1_percent": {
-                benchmark.name: result.pass_at_1,
-                f"{benchmark.name}_plus": result.pass_at_1_plus,
-            },
-            "samples_path": str(samples_path),
-            "scoring": {
-                "evalplus_version": _evalplus_version(),
-                "n_workers": settings.n_workers,
-                "min_time_limit": settings.min_time_limit,
-                "gt_time_limit_factor": settings.gt_time_limit_factor,
-            },
-            **extra,
-            "tasks": [
-                {key: row[key] for key in ("task_id", "base_status", "plus_status")} for row in rows
-            ],
-        }
-        results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        _write_results(result, benchmark, settings, extra)
     limited = f", first {benchmark.limit} tasks" if not benchmark.is_complete else ""
     logger.info(
         "%s %s: pass@1 %.1f, %s+ pass@1 %.1f (%d tasks%s)",
@@ -256,6 +224,40 @@ def _finish(
         limited,
     )
     return result
+
+
+def _write_results(
+    result: BenchmarkResult, benchmark: Benchmark, settings: EvalSettings, extra: dict[str, Any]
+) -> None:
+    """``results.json``: pass@1, what was scored and how, and every task's statuses."""
+    assert result.results_path is not None
+    report = {
+        "benchmark": benchmark.name,
+        "version": benchmark.version,
+        "dataset_hash": benchmark.dataset_hash,
+        "dataset_path": benchmark.path,
+        "n_tasks": result.n_tasks,
+        "n_tasks_total": benchmark.n_total,
+        "limit": benchmark.limit,
+        "pass@1_percent": {
+            benchmark.name: result.pass_at_1,
+            f"{benchmark.name}_plus": result.pass_at_1_plus,
+        },
+        "samples_path": str(result.samples_path),
+        "scoring": {
+            "evalplus_version": _evalplus_version(),
+            "n_workers": settings.n_workers,
+            "min_time_limit": settings.min_time_limit,
+            "gt_time_limit_factor": settings.gt_time_limit_factor,
+        },
+        **extra,
+        "tasks": [
+            {key: row[key] for key in ("task_id", "base_status", "plus_status")}
+            for row in result.rows
+        ],
+    }
+    result.results_path.parent.mkdir(parents=True, exist_ok=True)
+    result.results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def _evalplus_version() -> str:
@@ -312,50 +314,58 @@ def evaluate_model(
         model_path=model_path,
         engine_args=settings.vllm_args,
     )
-    results = []
-    for name in settings.benchmarks:
-        benchmark = benchmarks[name]
-        task_ids = list(benchmark.problems)
-        prompts = [format_prompt(*benchmark.prompt(task_id)) for task_id in task_ids]
-        logger.info("%s: generating %d completions", name, len(prompts))
-        completions = generate(prompts)
-        bench_dir = out_dir / name
-        # The raw text, before cutting and sanitizing, for debugging generations.
-        _write_jsonl(
-            bench_dir / "completions.jsonl",
-            [{"task_id": t, "completion": c} for t, c in zip(task_ids, completions, strict=True)],
-        )
-        samples = [
-            {
-                "task_id": task_id,
-                "solution": assemble_solution(
-                    name, benchmark.problems[task_id], completion, settings.sanitize
-                ),
-            }
-            for task_id, completion in zip(task_ids, completions, strict=True)
-        ]
-        samples_path = bench_dir / "samples.jsonl"
-        _write_jsonl(samples_path, samples)
-        generation = {
-            "model": str(model_path) if model_path else getattr(model, "name_or_path", None),
-            "decoding": "greedy",
-            "backend": settings.backend,
-            "batch_size": settings.batch_size,
-            "max_new_tokens": settings.max_new_tokens,
-            "stop": CODE_FENCE,
-            "sanitize": settings.sanitize,
+    model_name = str(model_path) if model_path else getattr(model, "name_or_path", None)
+    return [
+        _generate_and_score(benchmarks[name], generate, settings, out_dir / name, model_name)
+        for name in settings.benchmarks
+    ]
+
+
+def _generate_and_score(
+    benchmark: Benchmark,
+    generate: Any,
+    settings: EvalSettings,
+    bench_dir: Path,
+    model_name: str | None,
+) -> BenchmarkResult:
+    """One benchmark: prompts → completions → programs → ``samples.jsonl`` → scores."""
+    task_ids = list(benchmark.problems)
+    prompts = [format_prompt(*benchmark.prompt(task_id)) for task_id in task_ids]
+    logger.info("%s: generating %d completions", benchmark.name, len(prompts))
+    completions = generate(prompts, desc=f"generate {benchmark.name}")
+    # The raw text, before cutting and sanitizing, for debugging generations.
+    write_jsonl(
+        bench_dir / "completions.jsonl",
+        [{"task_id": t, "completion": c} for t, c in zip(task_ids, completions, strict=True)],
+    )
+    samples = [
+        {
+            "task_id": task_id,
+            "solution": assemble_solution(
+                benchmark.name, benchmark.problems[task_id], completion, settings.sanitize
+            ),
         }
-        results.append(
-            _finish(
-                benchmark,
-                samples_path,
-                samples,
-                settings,
-                bench_dir / "results.json",
-                {"generation": generation},
-            )
-        )
-    return results
+        for task_id, completion in zip(task_ids, completions, strict=True)
+    ]
+    samples_path = bench_dir / "samples.jsonl"
+    write_jsonl(samples_path, samples)
+    generation = {
+        "model": model_name,
+        "decoding": "greedy",
+        "backend": settings.backend,
+        "batch_size": settings.batch_size,
+        "max_new_tokens": settings.max_new_tokens,
+        "stop": CODE_FENCE,
+        "sanitize": settings.sanitize,
+    }
+    return _finish(
+        benchmark,
+        samples_path,
+        samples,
+        settings,
+        bench_dir / "results.json",
+        {"generation": generation},
+    )
 
 
 def evaluate_samples(

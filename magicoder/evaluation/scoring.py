@@ -34,6 +34,7 @@ from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
 from evalplus.evaluate import check_correctness, get_groundtruth
 
 from magicoder.evaluation.benchmarks import Benchmark
+from magicoder.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ def score(
     Args:
         benchmark: The benchmark (possibly ``limit``-ed) the samples answer.
         samples: ``{"task_id", "solution"}`` dicts, one per task, ``solution`` a full program.
-        n_workers: Worker processes; None uses half the CPUs, like ``evalplus.evaluate``.
+        n_workers: Worker processes; None uses every CPU (``evalplus.evaluate`` uses half: the
+            model is idle while programs run, so the other half would only wait).
         min_time_limit: Minimum seconds per test input (evalplus's ``--min-time-limit``).
         gt_time_limit_factor: Time limit as a multiple of the canonical solution's time
             (evalplus's ``--gt-time-limit-factor``).
@@ -131,48 +133,15 @@ def score(
         ValueError: Samples for unknown tasks, duplicate or missing tasks, or ``n_workers`` < 1.
     """
     solutions = _check_samples(benchmark, samples)
-    if n_workers is None:
-        n_workers = max(1, (os.cpu_count() or 2) // 2)
-    if n_workers < 1:
-        raise ValueError(f"eval.n_workers={n_workers!r} must be >= 1 (or null for half the CPUs).")
-    output_not_none = list(MBPP_OUTPUT_NOT_NONE_TASKS) if benchmark.name == "mbpp" else []
-    gt_hash = _groundtruth_hash(benchmark)
-
+    n_workers = _worker_count(n_workers)
     started = time.perf_counter()
-    # "spawn": clean interpreters that share nothing with a caller holding a model or CUDA.
-    # (A spawned worker re-imports the caller's __main__ module, so start them once.)
-    context = multiprocessing.get_context("spawn")
-    executor = ProcessPoolExecutor(
-        max_workers=n_workers, mp_context=context, initializer=_init_worker
-    )
+    executor = _spawn_pool(n_workers)
     try:
-        expected, console = executor.submit(
-            _groundtruth_worker, benchmark.problems, gt_hash, output_not_none
-        ).result()
-        for line in console.splitlines():
-            logger.info("evalplus: %s", line)
-        futures: list[Future] = [
-            executor.submit(
-                check_correctness,
-                benchmark.name,
-                0,  # completion_id: one sample per task
-                problem,
-                solutions[task_id],
-                expected[task_id],
-                False,  # base_only
-                True,  # fast_check: evalplus.evaluate's default (no per-test details)
-                task_id,
-                min_time_limit,
-                gt_time_limit_factor,
-            )
-            for task_id, problem in benchmark.problems.items()
-        ]
-        results: dict[str, dict[str, Any]] = {}
-        for done, future in enumerate(as_completed(futures), start=1):
-            result = future.result()
-            results[result["task_id"]] = result
-            if done % 50 == 0 or done == len(futures):
-                logger.info("%s: scored %d/%d tasks", benchmark.name, done, len(futures))
+        expected = _groundtruth(executor, benchmark)
+        futures = _submit_checks(
+            executor, benchmark, solutions, expected, min_time_limit, gt_time_limit_factor
+        )
+        results = _collect_results(futures, benchmark.name)
     finally:
         # Don't wait for a worker that may still be booting (re-importing the caller's
         # __main__) only to tell it to exit; it exits on its own.
@@ -185,15 +154,87 @@ def score(
         time.perf_counter() - started,
         n_workers,
     )
+    return [_status_row(task_id, results[task_id]) for task_id in benchmark.problems]
+
+
+def _status_row(task_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "base_status": result["base"][0],
+        "plus_status": result["plus"][0],
+        "solution": result["solution"],
+    }
+
+
+def _worker_count(n_workers: int | None) -> int:
+    if n_workers is None:
+        return os.cpu_count() or 1
+    if n_workers < 1:
+        raise ValueError(f"eval.n_workers={n_workers!r} must be >= 1 (or null for every CPU).")
+    return n_workers
+
+
+def _spawn_pool(n_workers: int) -> ProcessPoolExecutor:
+    # "spawn": clean interpreters that share nothing with a caller holding a model or CUDA.
+    # (A spawned worker re-imports the caller's __main__ module, so start them once.)
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker)
+
+
+def _groundtruth(executor: ProcessPoolExecutor, benchmark: Benchmark) -> dict[str, Any]:
+    """Expected outputs of ``benchmark.problems``, computed in a worker; evalplus's console
+    output is logged."""
+    output_not_none = list(MBPP_OUTPUT_NOT_NONE_TASKS) if benchmark.name == "mbpp" else []
+    expected, console = executor.submit(
+        _groundtruth_worker, benchmark.problems, _groundtruth_hash(benchmark), output_not_none
+    ).result()
+    for line in console.splitlines():
+        logger.info("evalplus: %s", line)
+    return expected
+
+
+def _submit_checks(
+    executor: ProcessPoolExecutor,
+    benchmark: Benchmark,
+    solutions: dict[str, str],
+    expected: dict[str, Any],
+    min_time_limit: float,
+    gt_time_limit_factor: float,
+) -> list[Future]:
+    """Queue evalplus's ``check_correctness`` for each task, with ``evalplus.evaluate``'s
+    arguments."""
     return [
-        {
-            "task_id": task_id,
-            "base_status": results[task_id]["base"][0],
-            "plus_status": results[task_id]["plus"][0],
-            "solution": results[task_id]["solution"],
-        }
-        for task_id in benchmark.problems
+        executor.submit(
+            check_correctness,
+            benchmark.name,
+            0,  # completion_id: one sample per task
+            problem,
+            solutions[task_id],
+            expected[task_id],
+            False,  # base_only
+            True,  # fast_check: evalplus.evaluate's default (no per-test details)
+            task_id,
+            min_time_limit,
+            gt_time_limit_factor,
+        )
+        for task_id, problem in benchmark.problems.items()
     ]
+
+
+def _collect_results(futures: list[Future], benchmark_name: str) -> dict[str, dict[str, Any]]:
+    """task_id -> evalplus result, as the checks finish, with progress and running pass counts."""
+    results: dict[str, dict[str, Any]] = {}
+    base_passed = plus_passed = 0
+    with Progress(
+        total=len(futures), desc=f"score {benchmark_name}", unit="tasks", logger=logger
+    ) as progress:
+        for future in as_completed(futures):
+            result = future.result()
+            results[result["task_id"]] = result
+            base_passed += result["base"][0] == PASS
+            plus_passed += result["base"][0] == PASS and result["plus"][0] == PASS
+            progress.update(1, base_passed=base_passed, plus_passed=plus_passed)
+    return results
 
 
 def pass_at_1(rows: list[dict[str, Any]]) -> tuple[float, float]:

@@ -20,32 +20,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
-from magicoder.config import to_dict
 from magicoder.generation.parsing import parse_response
 from magicoder.generation.seeds import SeedSource, config_fingerprint
-from magicoder.generation.store import JsonlAppender, read_indices, repair_jsonl
 from magicoder.generation.teacher import (
+    Completion,
     RequestRejected,
     ResponseCache,
     TeacherClient,
     TeacherSettings,
     TeacherUnavailable,
 )
-from magicoder.io import iter_jsonl
+from magicoder.io import JsonlAppender, iter_jsonl, read_indices, repair_jsonl, write_jsonl
+from magicoder.lifecycle import Run, run_app
+from magicoder.progress import Progress
 from magicoder.prompts import GENERATION_PROMPTS
-from magicoder.tracking.loggers import build_logger, finish, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +119,7 @@ def load_or_build_seeds(source: SeedSource, path: Path) -> list[dict[str, Any]]:
         return seeds
     seeds = source.snippets()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in seeds:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    write_jsonl(path, seeds)
     log.info("Seeds: wrote %d snippets to %s", len(seeds), path)
     return seeds
 
@@ -208,64 +202,86 @@ async def generate_rows(
         stats: Updated as rows finish.
         on_row: Called with no arguments after each row.
     """
-    settings = client.settings
     queue = deque(pending)
-    system, user = prompts
 
     async def worker() -> None:
         while queue:
-            seed_row = queue.popleft()
-            messages = build_messages(system, user, seed_row["seed"])
-            try:
-                completion = await client.complete(messages, settings.seed + seed_row["index"])
-            except RequestRejected as err:
-                record = _record(seed_row, settings.model, None, None)
-                reason = f"request rejected ({err})"
-                rejects.write({**record, "response": None, "reason": reason})
-                stats.rejected += 1
-                stats.reasons[reason] += 1
-            else:
-                if completion.cached:
-                    stats.cache_hits += 1
-                else:
-                    stats.prompt_tokens += completion.prompt_tokens
-                    stats.completion_tokens += completion.completion_tokens
-                    stats.cost_usd += settings.cost(
-                        completion.prompt_tokens, completion.completion_tokens
-                    )
-                record = _record(
-                    seed_row,
-                    completion.model,
-                    completion.system_fingerprint,
-                    completion.finish_reason,
-                )
-                parsed = parse_response(completion.content, completion.finish_reason)
-                if parsed.accepted:
-                    rows.write({**record, "problem": parsed.problem, "solution": parsed.solution})
-                    stats.accepted += 1
-                else:
-                    assert parsed.reason is not None
-                    reason = parsed.reason
-                    rejects.write({**record, "response": completion.content, "reason": reason})
-                    stats.rejected += 1
-                    stats.reasons[reason] += 1
+            await _answer(queue.popleft(), client, prompts, rows, rejects, stats)
             if on_row is not None:
                 on_row()
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(settings.concurrency, len(queue)))]
     try:
-        if not tasks:
-            return
-        done, in_flight = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in in_flight:
-            task.cancel()
-        await asyncio.gather(*in_flight, return_exceptions=True)
-        for task in done:
-            error = task.exception()
-            if error is not None:
-                raise error
+        await _run_until_first_error(worker, min(client.settings.concurrency, len(queue)))
     finally:
         stats.requests, stats.retries = client.requests, client.retries
+
+
+async def _answer(
+    seed_row: dict[str, Any],
+    client: TeacherClient,
+    prompts: tuple[str, str],
+    rows: JsonlAppender,
+    rejects: JsonlAppender,
+    stats: GenerationStats,
+) -> None:
+    """Ask the teacher about one snippet and write the outcome to ``rows`` or ``rejects``."""
+    settings = client.settings
+    system, user = prompts
+    messages = build_messages(system, user, seed_row["seed"])
+    try:
+        completion = await client.complete(messages, settings.seed + seed_row["index"])
+    except RequestRejected as err:
+        record = _record(seed_row, settings.model, None, None)
+        _reject(rejects, stats, record, None, f"request rejected ({err})")
+        return
+    _count_usage(stats, settings, completion)
+    record = _record(
+        seed_row, completion.model, completion.system_fingerprint, completion.finish_reason
+    )
+    parsed = parse_response(completion.content, completion.finish_reason)
+    if parsed.accepted:
+        rows.write({**record, "problem": parsed.problem, "solution": parsed.solution})
+        stats.accepted += 1
+    else:
+        assert parsed.reason is not None
+        _reject(rejects, stats, record, completion.content, parsed.reason)
+
+
+def _count_usage(stats: GenerationStats, settings: TeacherSettings, completion: Completion) -> None:
+    # A cached response cost nothing this time, so only its hit is counted.
+    if completion.cached:
+        stats.cache_hits += 1
+        return
+    stats.prompt_tokens += completion.prompt_tokens
+    stats.completion_tokens += completion.completion_tokens
+    stats.cost_usd += settings.cost(completion.prompt_tokens, completion.completion_tokens)
+
+
+def _reject(
+    rejects: JsonlAppender,
+    stats: GenerationStats,
+    record: dict[str, Any],
+    response: str | None,
+    reason: str,
+) -> None:
+    rejects.write({**record, "response": response, "reason": reason})
+    stats.rejected += 1
+    stats.reasons[reason] += 1
+
+
+async def _run_until_first_error(worker: Callable[[], Awaitable[None]], n_workers: int) -> None:
+    """Run ``n_workers`` copies of ``worker``; the first error cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(worker()) for _ in range(n_workers)]
+    if not tasks:
+        return
+    done, in_flight = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in in_flight:
+        task.cancel()
+    await asyncio.gather(*in_flight, return_exceptions=True)
+    for task in done:
+        error = task.exception()
+        if error is not None:
+            raise error
 
 
 async def _generate_with_client(
@@ -305,25 +321,26 @@ def _check_resume(files: GenerationFiles, resume: bool) -> set[int]:
     return set(counts)
 
 
-def run_generate(cfg: DictConfig) -> dict[str, float]:
-    """Generate OSS-Instruct rows for ``cfg.num_rows`` seeds from ``cfg.start_index`` on.
+@dataclass
+class GenerationPlan:
+    """What one invocation will do, checked before any request is sent."""
 
-    Args:
-        cfg: The composed ``conf/generate.yaml``.
+    teacher: TeacherSettings
+    prompts: tuple[str, str]
+    files: GenerationFiles
+    pending: list[dict[str, Any]]
 
-    Returns:
-        Counts, token use and cost of this invocation (``generate/*``) and the totals in the
-        output files (``generate/total_*``); also written to ``<run dir>/metrics.json``.
+
+def plan_generation(cfg: DictConfig) -> GenerationPlan:
+    """Check the seeds, teacher and prompt, name the files and list the rows still to do.
 
     Raises:
-        TeacherUnavailable: When the endpoint keeps failing; rows finished before stay written
-            and ``resume=true`` continues after it is back.
+        ValueError, FileExistsError: Naming the setting to fix.
     """
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    output_dir = Path(cfg.output_dir).expanduser()
-    for name in ("httpx", "httpx2"):  # one INFO line per request would drown the progress bar
-        logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.WARNING))
+    if cfg.start_index < 0 or (cfg.num_rows is not None and cfg.num_rows < 0):
+        raise ValueError(
+            f"start_index={cfg.start_index}, num_rows={cfg.num_rows}: both must be >= 0"
+        )
     log.info("Seeds: %s", cfg.seeds._target_)
     source: SeedSource = instantiate(cfg.seeds)
     source.check()
@@ -331,12 +348,7 @@ def run_generate(cfg: DictConfig) -> dict[str, float]:
     teacher: TeacherSettings = instantiate(cfg.teacher)
     teacher.check()
     prompts = generation_prompts(cfg.prompt)
-    if cfg.start_index < 0 or (cfg.num_rows is not None and cfg.num_rows < 0):
-        raise ValueError(
-            f"start_index={cfg.start_index}, num_rows={cfg.num_rows}: both must be >= 0"
-        )
-
-    files, covered = plan_files(output_dir, source, teacher, cfg.prompt)
+    files, covered = plan_files(Path(cfg.output_dir).expanduser(), source, teacher, cfg.prompt)
     done = _check_resume(files, bool(cfg.resume))
     seeds = load_or_build_seeds(source, files.seeds)
     end = len(seeds) if cfg.num_rows is None else min(cfg.start_index + cfg.num_rows, len(seeds))
@@ -353,46 +365,56 @@ def run_generate(cfg: DictConfig) -> dict[str, float]:
         len(pending),
         max(0, end - cfg.start_index) - len(pending),
     )
+    return GenerationPlan(teacher, prompts, files, pending)
 
-    logger = build_logger(cfg.get("logger"), run_dir)
-    if logger is not None:
-        logger.log_hyperparams({**to_dict(cfg), "fingerprint": files.fingerprint})
-    stats = GenerationStats()
+
+def _send_requests(run: Run, plan: GenerationPlan, stats: GenerationStats) -> None:
+    """Ask the teacher about every pending row, writing each as it finishes."""
+    cfg = run.cfg
     cache = ResponseCache(Path(cfg.cache_path).expanduser()) if cfg.cache else None
-    bar = tqdm(total=len(pending), unit="row", disable=not cfg.progress_bar, dynamic_ncols=True)
     log_every = max(1, int(cfg.log_every_n_rows))
-
-    def on_row() -> None:
-        bar.update(1)
-        bar.set_postfix(accepted=stats.accepted, rejected=stats.rejected, refresh=False)
-        if logger is not None and stats.rows % log_every == 0:
-            logger.log_metrics(stats.metrics(), step=stats.rows)
-
-    error: BaseException | None = None
     with (
-        JsonlAppender(files.rows, fsync=cfg.fsync) as rows_out,
-        JsonlAppender(files.rejects, fsync=cfg.fsync) as rejects_out,
+        JsonlAppender(plan.files.rows, fsync=cfg.fsync) as rows_out,
+        JsonlAppender(plan.files.rejects, fsync=cfg.fsync) as rejects_out,
+        Progress(
+            total=len(plan.pending),
+            desc="generate",
+            unit="rows",
+            disable=not cfg.progress_bar,
+            logger=log,
+        ) as progress,
     ):
+
+        def on_row() -> None:
+            progress.update(1, accepted=stats.accepted, rejected=stats.rejected)
+            if stats.rows % log_every == 0:
+                run.log_metrics(stats.metrics(), step=stats.rows)
+
         try:
             asyncio.run(
                 _generate_with_client(
-                    teacher, cache, pending, prompts, rows_out, rejects_out, stats, on_row
+                    plan.teacher,
+                    cache,
+                    plan.pending,
+                    plan.prompts,
+                    rows_out,
+                    rejects_out,
+                    stats,
+                    on_row,
                 )
             )
-        except BaseException as err:  # re-raised below, once the files and W&B are closed
-            error = err
         finally:
-            bar.close()
             if cache is not None:
                 cache.close()
 
-    total_rows = len(read_indices(files.rows))
-    total_rejects = len(read_indices(files.rejects))
+
+def _summarize(run: Run, plan: GenerationPlan, stats: GenerationStats) -> None:
+    files = plan.files
     metrics = {
         **stats.metrics(),
-        "generate/total_accepted": float(total_rows),
-        "generate/total_rejected": float(total_rejects),
-        "generate/remaining": float(len(pending) - stats.rows),
+        "generate/total_accepted": float(len(read_indices(files.rows))),
+        "generate/total_rejected": float(len(read_indices(files.rejects))),
+        "generate/remaining": float(len(plan.pending) - stats.rows),
     }
     for reason, n in stats.reasons.most_common():
         log.info("Rejected %d: %s", n, reason)
@@ -409,21 +431,45 @@ def run_generate(cfg: DictConfig) -> dict[str, float]:
         stats.cost_usd,
         stats.retries,
     )
-    write_metrics(run_dir / "metrics.json", metrics)
-    if logger is not None:
-        logger.log_metrics(metrics, step=stats.rows)
-        experiment = getattr(logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "summary"):
-            experiment.summary.update({**metrics, "generate/reasons": dict(stats.reasons)})
-        finish(logger)
-    if isinstance(error, TeacherUnavailable):
+    run.log_metrics(metrics, step=stats.rows, summary=True)
+    run.summarize({"generate/reasons": dict(stats.reasons)})
+
+
+def _generate(run: Run) -> None:
+    for name in ("httpx", "httpx2"):  # one INFO line per request would drown the progress
+        logging.getLogger(name).setLevel(max(logging.getLogger(name).level, logging.WARNING))
+    plan = plan_generation(run.cfg)
+    run.hparams["fingerprint"] = plan.files.fingerprint
+    stats = GenerationStats()
+    try:
+        _send_requests(run, plan, stats)
+    except TeacherUnavailable as error:
+        _summarize(run, plan, stats)
         raise TeacherUnavailable(
-            f"{error}. {total_rows} accepted and {total_rejects} rejected rows are safe in "
-            f"{files.rows} and {files.rejects}; once the endpoint is back, rerun with "
-            "resume=true to do the remaining "
-            f"{len(pending) - stats.rows} rows"
+            f"{error}. {int(run.metrics['generate/total_accepted'])} accepted and "
+            f"{int(run.metrics['generate/total_rejected'])} rejected rows are safe in "
+            f"{plan.files.rows} and {plan.files.rejects}; once the endpoint is back, rerun "
+            f"with resume=true to do the remaining {len(plan.pending) - stats.rows} rows"
         ) from error
-    if error is not None:
-        raise error
-    log.info("Rows: %s (rejects: %s)", files.rows, files.rejects)
-    return metrics
+    except BaseException:
+        _summarize(run, plan, stats)
+        raise
+    _summarize(run, plan, stats)
+    log.info("Rows: %s (rejects: %s)", plan.files.rows, plan.files.rejects)
+
+
+def run_generate(cfg: DictConfig) -> dict[str, Any]:
+    """Generate OSS-Instruct rows for ``cfg.num_rows`` seeds from ``cfg.start_index`` on.
+
+    Args:
+        cfg: The composed ``conf/generate.yaml``.
+
+    Returns:
+        Counts, token use and cost of this invocation (``generate/*``) and the totals in the
+        output files (``generate/total_*``); also written to ``<run dir>/metrics.json``.
+
+    Raises:
+        TeacherUnavailable: When the endpoint keeps failing; rows finished before stay written
+            and ``resume=true`` continues after it is back.
+    """
+    return run_app(cfg, _generate)

@@ -72,17 +72,28 @@ class ModelSpec:
     max_position_embeddings: int | None = None
     pad_token: str | None = None
 
-    def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        """Load (or build) the model and tokenizer."""
+    def load(self, packed: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        """Load (or build) the model and tokenizer.
+
+        Args:
+            packed: The model will train on packed sequences: an SDPA model then gets the
+                per-example attention of :func:`magicoder.data.packing.use_packed_sdpa`
+                (results of calls without sequence boundaries, such as generation, do not
+                change, and the choice is not saved with the model).
+        """
         raise NotImplementedError
 
     def check(self) -> None:
         """Raise early, before any training, if the model cannot be loaded."""
 
     def _finish(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, packed: bool
     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         ensure_pad_token(tokenizer, self.pad_token)
+        if packed and model.config._attn_implementation == "sdpa":
+            from magicoder.data.packing import use_packed_sdpa
+
+            use_packed_sdpa(model)
         model.config.pad_token_id = tokenizer.pad_token_id
         if model.generation_config is not None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -120,7 +131,7 @@ class HubModel(ModelSpec):
                 "model.name_or_path to a directory saved with save_pretrained, or to a hub id"
             )
 
-    def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    def load(self, packed: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         self.check()
         kwargs: dict[str, Any] = {"revision": self.revision}
         if self.trust_remote_code:
@@ -138,7 +149,7 @@ class HubModel(ModelSpec):
                 f"could not load model.name_or_path={self.name_or_path!r}: {err}. Offline, "
                 "point model.name_or_path at a local copy (or use model=tiny)."
             ) from err
-        return self._finish(model, tokenizer)
+        return self._finish(model, tokenizer, packed)
 
 
 @dataclass
@@ -211,10 +222,10 @@ class TinyLlama(ModelSpec):
         tmp.rename(path) if not path.exists() else None
         return path
 
-    def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    def load(self, packed: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         path = self.build()
         tokenizer: PreTrainedTokenizerBase = PreTrainedTokenizerFast.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=_dtype(self.dtype), attn_implementation=self.attn_implementation
         )
-        return self._finish(model, tokenizer)
+        return self._finish(model, tokenizer, packed)

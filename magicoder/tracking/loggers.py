@@ -1,10 +1,8 @@
-"""Experiment tracking: loggers from config, evaluation results to W&B, metrics.json."""
+"""Experiment tracking: loggers from config, sweep grouping, evaluation tables for W&B."""
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,20 +73,13 @@ def sweep_context() -> tuple[str | None, list[str]]:
     return f"{sweep_dir.parent.name}/{sweep_dir.name}", tags
 
 
-def log_eval_results(logger: Logger | None, results: list[BenchmarkResult], stage: str) -> None:
-    """Log one stage's evaluation: metrics, and for W&B a per-task table and the samples."""
-    if logger is None:
-        return
-    metrics: dict[str, float] = {}
-    for result in results:
-        metrics.update(result.metrics(stage))
-    logger.log_metrics(metrics)
+def log_eval_tables(logger: Logger | None, results: list[BenchmarkResult], stage: str) -> None:
+    """For W&B: one stage's per-task results as a table, and its samples as an artifact."""
     if not isinstance(logger, WandbLogger):
         return
     import wandb
 
     run = logger.experiment
-    run.summary.update(metrics)
     for result in results:
         table = wandb.Table(columns=["task_id", "base_status", "plus_status", "solution"])
         for row in result.rows:
@@ -108,43 +99,3 @@ def log_eval_results(logger: Logger | None, results: list[BenchmarkResult], stag
         artifact.add_file(str(result.samples_path))
         artifact.add_file(str(result.results_path))
         run.log_artifact(artifact)
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    """Read ``metrics.json`` ({} when it does not exist)."""
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    """Write (merging into any existing) ``metrics.json``."""
-    existing = read_metrics(path)
-    existing.update(metrics)
-    path.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
-
-
-def finish(logger: Logger | None, timeout: float = 60.0) -> None:
-    """Close the tracker so its files are complete on disk.
-
-    ``wandb.finish`` can return before W&B's service has written the last records of an
-    offline run, so wait (up to ``timeout`` seconds) until the run file holds its exit record:
-    whoever reads the run next sees every metric.
-    """
-    if isinstance(logger, WandbLogger):
-        run = logger.experiment
-        run_file = Path(run.settings.sync_file) if run.settings.mode == "offline" else None
-        run.finish()
-        if run_file is not None:
-            _wait_for_exit_record(run_file, timeout)
-    elif logger is not None:
-        logger.finalize("success")
-
-
-def _wait_for_exit_record(run_file: Path, timeout: float) -> None:
-    from magicoder.tracking.wandb_offline import read_offline_run
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if run_file.is_file() and read_offline_run(run_file).exit_code is not None:
-            return
-        time.sleep(0.2)
-    log.warning("W&B run file %s has no exit record after %.0f s", run_file, timeout)

@@ -1,15 +1,20 @@
-"""``run_train``: instruction-tune stage after stage, save and evaluate after each stage."""
+"""``run_train``: instruction-tune stage after stage, save and evaluate after each stage.
+
+The run goes through :func:`magicoder.lifecycle.run_app` (run dir, resume, logger, metrics).
+Per stage: train (or, when an earlier attempt finished the stage, load its saved weights),
+save ``model/<stage>/``, then evaluate on rank zero unless the stage was already scored.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
@@ -19,79 +24,24 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from magicoder.config import to_dict
 from magicoder.data.datamodule import SFTDataModule
 from magicoder.data.mixture import Mixture
+from magicoder.evaluation.benchmarks import Benchmark
 from magicoder.evaluation.harness import EvalSettings, evaluate_model, load_benchmarks
+from magicoder.lifecycle import Run, barrier, run_app
 from magicoder.models import ModelSpec
-from magicoder.tracking.loggers import (
-    build_logger,
-    finish,
-    log_eval_results,
-    read_metrics,
-    write_metrics,
-)
-from magicoder.training.callbacks import TrainMetrics
+from magicoder.prompts import MAGICODER_PROMPT
+from magicoder.tracking.loggers import log_eval_tables
+from magicoder.training.callbacks import LogProgress
+from magicoder.training.global_batch import gradient_accumulation
 from magicoder.training.module import SFTModule
 
 log = logging.getLogger(__name__)
 
 STAGE_DONE = "stage_done"
-RUN_COMPLETE = "run_complete"
-
-
-def find_resume_dir(ckpt_path: str | None, run_dir: Path) -> Path | None:
-    """Resolve ``ckpt_path`` to the run directory to continue, or None for a fresh run.
-
-    Args:
-        ckpt_path: None; ``"last"`` (the newest earlier run of this task that has
-            checkpoints, or this run dir if it has some); a run directory; or a ``.ckpt``
-            file inside ``<run dir>/checkpoints/<stage>/``.
-        run_dir: This run's directory (Hydra's output dir).
-
-    Raises:
-        FileNotFoundError: When the path does not exist or no earlier run has checkpoints.
-    """
-    if ckpt_path is None:
-        return None
-    if ckpt_path == "last":
-        if (run_dir / "checkpoints").is_dir():
-            return run_dir
-        siblings = sorted(
-            (d for d in run_dir.parent.iterdir() if d != run_dir and (d / "checkpoints").is_dir()),
-            key=lambda d: d.name,
-        )
-        if not siblings:
-            raise FileNotFoundError(
-                f"ckpt_path=last: no earlier run with checkpoints under {run_dir.parent}; "
-                "pass ckpt_path=<run dir> or drop ckpt_path for a fresh run"
-            )
-        return siblings[-1]
-    path = Path(ckpt_path).expanduser()
-    if path.is_file() and path.suffix == ".ckpt":
-        return path.parents[2]
-    if path.is_dir() and ((path / "checkpoints").is_dir() or (path / "model").is_dir()):
-        return path
-    raise FileNotFoundError(
-        f"ckpt_path={ckpt_path!r} is neither a run directory with checkpoints/ nor a .ckpt "
-        "file; pass an earlier run's directory, its checkpoints/<stage>/last.ckpt, or 'last'"
-    )
-
-
-def _load_weights(model: PreTrainedModel, hf_dir: Path) -> None:
-    saved = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=model.dtype)
-    model.load_state_dict(saved.state_dict())
-
-
-def _is_sharded(trainer: L.Trainer) -> bool:
-    """Whether the strategy shards the weights across ranks (FSDP, DeepSpeed)."""
-    return not isinstance(trainer.strategy, SingleDeviceStrategy | DDPStrategy)
-
-
-def _barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
-def _max_positions(model: PreTrainedModel, spec: ModelSpec) -> int | None:
-    return spec.max_position_embeddings or getattr(model.config, "max_position_embeddings", None)
+"""Marker in ``model/<stage>/``: the stage trained and its weights are saved."""
+EVAL_DONE = "eval_done"
+"""Marker in ``eval/<stage>/``: the stage was scored (a resumed run does not score it again)."""
+RUN_CARD = "magicoder_run.json"
+"""Beside each saved model: the prompt template and the resolved training config."""
 
 
 def stage_max_seq_len(cfg: DictConfig, stage: DictConfig) -> int:
@@ -100,111 +50,22 @@ def stage_max_seq_len(cfg: DictConfig, stage: DictConfig) -> int:
     return int(min(stage.max_seq_len, cap) if cap else stage.max_seq_len)
 
 
-def _count_tokens(tokenizer: PreTrainedTokenizerBase) -> Callable[[str], int]:
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+@dataclass
+class TrainPlan:
+    """What a training run needs, checked before any weights are loaded."""
+
+    spec: ModelSpec
+    eval_settings: EvalSettings
+    benchmarks: dict[str, Benchmark]
+    stages: dict[str, DictConfig]
 
 
-def _build_datamodule(
-    cfg: DictConfig, stage: DictConfig, tokenizer: PreTrainedTokenizerBase
-) -> SFTDataModule:
-    sources = [instantiate(d) for d in stage.datasets.values()]
-    for source in sources:
-        if isinstance(source, Mixture):
-            source.count_tokens = _count_tokens(tokenizer)
-    return SFTDataModule(
-        sources=sources,
-        tokenizer=tokenizer,
-        max_seq_len=stage_max_seq_len(cfg, stage),
-        batch_size=cfg.data.batch_size,
-        val_fraction=stage.get("val_fraction", 0.0),
-        seed=cfg.data.seed,
-        num_workers=cfg.data.num_workers,
-        packing=cfg.data.get("packing", False),
-        group_by_length=cfg.data.get("group_by_length", False),
-    )
+def plan_run(cfg: DictConfig) -> TrainPlan:
+    """Check the model, benchmarks and data of a run, failing on bad paths before training.
 
-
-def _train_stage(
-    cfg: DictConfig,
-    name: str,
-    stage: DictConfig,
-    model: PreTrainedModel,
-    datamodule: SFTDataModule,
-    logger: Any,
-    ckpt_dir: Path,
-    resume: bool,
-) -> tuple[L.Trainer, dict[str, float]]:
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="step{step}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=cfg.checkpoint_every_n_steps,
-        save_last=True,
-        save_top_k=1,
-    )
-    extra_callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    max_epochs = stage.max_epochs if stage.get("max_epochs") is not None else cfg.trainer.max_epochs
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        max_epochs=max_epochs,
-        strategy=instantiate(cfg.strategy),
-        logger=logger if logger is not None else False,
-        callbacks=[checkpoint, TrainMetrics(), *extra_callbacks],
-        default_root_dir=str(ckpt_dir.parent.parent),
-    )
-    module = SFTModule(model, instantiate(cfg.optimizer), instantiate(cfg.scheduler))
-    last = ckpt_dir / "last.ckpt"
-    ckpt = str(last) if resume and last.is_file() else None
-    if ckpt:
-        log.info("Stage %s: resuming from %s", name, ckpt)
-    with warnings.catch_warnings():
-        # SFTDataModule's sampler restarts at the restored batch position, so Lightning's
-        # "dataloader is not resumable" warning does not apply.
-        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-    # The end-of-stage checkpoint lets a rerun skip straight to saving and evaluation.
-    trainer.save_checkpoint(last)
-    stats = datamodule.stats["train"]
-    metrics: dict[str, float] = {
-        f"train/{name}/examples": float(stats.examples),
-        f"train/{name}/truncated": float(stats.truncated),
-        f"train/{name}/global_step": float(trainer.global_step),
-    }
-    for key in ("train/loss", "val/loss"):
-        if key in trainer.callback_metrics:
-            metrics[f"{key.split('/')[0]}/{name}/final_loss"] = float(trainer.callback_metrics[key])
-    for source in datamodule.sources:
-        if isinstance(source, Mixture):
-            for part, counts in source.stats.items():
-                for unit, value in counts.items():
-                    metrics[f"data/{name}/{part}/{unit}"] = float(value)
-    if logger is not None:
-        logger.log_metrics(metrics)
-    return trainer, metrics
-
-
-def run_train(cfg: DictConfig) -> dict[str, float]:
-    """Train every stage of ``cfg.data.stages`` in order, saving and evaluating after each.
-
-    Args:
-        cfg: The composed ``conf/train.yaml``.
-
-    Returns:
-        Final metrics (also written to ``<run dir>/metrics.json``): per stage the training
-        summary and ``eval/<stage>/<benchmark>/pass@1`` (percent).
+    Raises:
+        ValueError, FileNotFoundError: Naming the setting to fix.
     """
-    L.seed_everything(cfg.seed, workers=True)
-    run_dir = Path(cfg.paths.output_dir)
-    resume_dir = find_resume_dir(cfg.get("ckpt_path"), run_dir)
-    if resume_dir is not None and resume_dir != run_dir:
-        log.info("Continuing run %s (this invocation's logs stay in %s)", resume_dir, run_dir)
-        run_dir = resume_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("skip_if_complete") and (run_dir / RUN_COMPLETE).is_file():
-        log.info("%s finished earlier (%s exists); returning its metrics", run_dir, RUN_COMPLETE)
-        return read_metrics(run_dir / "metrics.json")
-
-    # Fail on bad paths before any model is loaded or trained.
     log.info("Model: %s", cfg.model._target_)
     spec: ModelSpec = instantiate(cfg.model)
     spec.check()
@@ -224,73 +85,211 @@ def run_train(cfg: DictConfig) -> dict[str, float]:
     for stage in stages.values():
         for source in stage.datasets.values():
             instantiate(source).check()
+    return TrainPlan(spec, eval_settings, benchmarks, stages)
 
-    model, tokenizer = spec.load()
-    max_positions = _max_positions(model, spec)
-    for name, stage in stages.items():
-        if max_positions is not None and stage_max_seq_len(cfg, stage) > max_positions:
+
+def _check_lengths(cfg: DictConfig, plan: TrainPlan, model: PreTrainedModel) -> None:
+    limit = plan.spec.max_position_embeddings or getattr(
+        model.config, "max_position_embeddings", None
+    )
+    for name, stage in plan.stages.items():
+        if limit is not None and stage_max_seq_len(cfg, stage) > limit:
             raise ValueError(
                 f"data.stages.{name}.max_seq_len={stage.max_seq_len} exceeds the model's "
-                f"{max_positions} positions; lower it or pick another model"
+                f"{limit} positions; lower it or pick another model"
             )
 
-    logger = build_logger(cfg.get("logger"), run_dir)
-    if logger is not None:
-        logger.log_hyperparams(to_dict(cfg))
-    log.info("Run directory: %s", run_dir)
-    metrics: dict[str, float] = {}
-    for name, stage in stages.items():
-        hf_dir = run_dir / "model" / name
-        trainer = None
+
+def build_datamodule(
+    cfg: DictConfig, stage: DictConfig, tokenizer: PreTrainedTokenizerBase
+) -> SFTDataModule:
+    """The data module of one stage, its sources bound to the tokenizer."""
+    sources = [instantiate(d) for d in stage.datasets.values()]
+    for source in sources:
+        source.connect(tokenizer)
+    return SFTDataModule(
+        sources=sources,
+        tokenizer=tokenizer,
+        max_seq_len=stage_max_seq_len(cfg, stage),
+        batch_size=cfg.data.batch_size,
+        val_fraction=stage.get("val_fraction", 0.0),
+        seed=cfg.data.seed,
+        num_workers=cfg.data.num_workers,
+        packing=cfg.data.get("packing", False),
+        group_by_length=cfg.data.get("group_by_length", False),
+    )
+
+
+def build_callbacks(cfg: DictConfig, ckpt_dir: Path) -> list[L.Callback]:
+    """Every ``cfg.callbacks`` node; checkpoints go to the stage's ``ckpt_dir``."""
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        callback = instantiate(node)
+        if isinstance(callback, ModelCheckpoint):
+            if not callback.save_last:
+                raise ValueError(
+                    f"callbacks.{name}.save_last=false: resuming needs last.ckpt; set it to true"
+                )
+            callback.dirpath = str(ckpt_dir)
+        if isinstance(callback, LogProgress):
+            callback.desc = f"train {ckpt_dir.name}"
+        callbacks.append(callback)
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, stage: DictConfig, run: Run, ckpt_dir: Path) -> L.Trainer:
+    """The stage's ``lightning.Trainer``, its accumulation derived from the global batch."""
+    max_epochs = stage.max_epochs if stage.get("max_epochs") is not None else cfg.trainer.max_epochs
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        max_epochs=max_epochs,
+        strategy=instantiate(cfg.strategy),
+        logger=run.logger if run.logger is not None else False,
+        callbacks=build_callbacks(cfg, ckpt_dir),
+        default_root_dir=str(run.dir),
+    )
+    global_batch = cfg.data.get("global_batch_size")
+    if global_batch is not None:
+        trainer.accumulate_grad_batches = gradient_accumulation(
+            global_batch, cfg.data.batch_size, trainer.num_devices, trainer.num_nodes
+        )
+        log.info(
+            "Global batch %d = %d per device × %d devices × %d nodes × %d accumulation",
+            global_batch,
+            cfg.data.batch_size,
+            trainer.num_devices,
+            trainer.num_nodes,
+            trainer.accumulate_grad_batches,
+        )
+    return trainer
+
+
+def _stage_metrics(name: str, trainer: L.Trainer, datamodule: SFTDataModule) -> dict[str, float]:
+    stats = datamodule.stats["train"]
+    metrics: dict[str, float] = {
+        f"train/{name}/examples": float(stats.examples),
+        f"train/{name}/truncated": float(stats.truncated),
+        f"train/{name}/global_step": float(trainer.global_step),
+    }
+    for key in ("train/loss", "val/loss"):
+        if key in trainer.callback_metrics:
+            metrics[f"{key.split('/')[0]}/{name}/final_loss"] = float(trainer.callback_metrics[key])
+    for source in datamodule.sources:
+        if isinstance(source, Mixture):
+            for part, counts in source.stats.items():
+                for unit, value in counts.items():
+                    metrics[f"data/{name}/{part}/{unit}"] = float(value)
+    return metrics
+
+
+def train_stage(
+    run: Run, name: str, stage: DictConfig, model: PreTrainedModel, tokenizer: Any
+) -> L.Trainer:
+    """Fit one stage (continuing its ``last.ckpt`` when the run resumes) and log its summary."""
+    cfg = run.cfg
+    log.info("Stage %s: %s", name, OmegaConf.to_yaml(stage).strip().replace("\n", "; "))
+    datamodule = build_datamodule(cfg, stage, tokenizer)
+    ckpt_dir = run.dir / "checkpoints" / name
+    trainer = build_trainer(cfg, stage, run, ckpt_dir)
+    module = SFTModule(model, instantiate(cfg.optimizer), instantiate(cfg.scheduler))
+    last = ckpt_dir / "last.ckpt"
+    ckpt = str(last) if run.resumed and last.is_file() else None
+    if ckpt:
+        log.info("Stage %s: resuming from %s", name, ckpt)
+    with warnings.catch_warnings():
+        # SFTDataModule's sampler restarts at the restored batch position, so Lightning's
+        # "dataloader is not resumable" warning does not apply.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    # The end-of-stage checkpoint lets a rerun skip straight to saving and evaluation.
+    trainer.save_checkpoint(last)
+    run.log_metrics(_stage_metrics(name, trainer, datamodule))
+    return trainer
+
+
+def save_stage(run: Run, trainer: L.Trainer, model: PreTrainedModel, tokenizer: Any, hf_dir: Path):
+    """Save the stage's weights, tokenizer and run card as a Hugging Face model directory.
+
+    Every rank takes part: sharded strategies (FSDP) gather the full weights here.
+    """
+    state = trainer.strategy.lightning_module_state_dict()
+    if run.is_global_zero:
+        model.save_pretrained(
+            hf_dir, state_dict={k.removeprefix("model."): v for k, v in state.items()}
+        )
+        tokenizer.save_pretrained(hf_dir)
+        card = {"prompt_template": MAGICODER_PROMPT, "config": to_dict(run.cfg)}
+        (hf_dir / RUN_CARD).write_text(json.dumps(card, indent=2) + "\n")
+        (hf_dir / STAGE_DONE).write_text("trained\n")
+
+
+def _load_weights(model: PreTrainedModel, hf_dir: Path) -> None:
+    saved = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=model.dtype)
+    model.load_state_dict(saved.state_dict())
+
+
+def _is_sharded(trainer: L.Trainer) -> bool:
+    """Whether the strategy shards the weights across ranks (FSDP, DeepSpeed)."""
+    return not isinstance(trainer.strategy, SingleDeviceStrategy | DDPStrategy)
+
+
+def evaluate_stage(
+    run: Run, plan: TrainPlan, name: str, model: PreTrainedModel, tokenizer: Any
+) -> None:
+    """Score the stage on rank zero, once: a resumed run skips a stage scored before."""
+    out_dir = run.dir / "eval" / name
+    if not plan.eval_settings.benchmarks or not run.is_global_zero:
+        return
+    if (out_dir / EVAL_DONE).is_file():
+        log.info("Stage %s was scored in an earlier attempt (%s)", name, out_dir)
+        return
+    results = evaluate_model(
+        model,
+        tokenizer,
+        plan.eval_settings,
+        out_dir,
+        plan.benchmarks,
+        model_path=run.dir / "model" / name,
+    )
+    for result in results:
+        run.log_metrics(result.metrics(name), summary=True)
+    log_eval_tables(run.logger, results, name)
+    (out_dir / EVAL_DONE).write_text("scored\n")
+
+
+def _train(run: Run) -> None:
+    cfg = run.cfg
+    plan = plan_run(cfg)
+    model, tokenizer = plan.spec.load(packed=bool(cfg.data.get("packing", False)))
+    _check_lengths(cfg, plan, model)
+    for name, stage in plan.stages.items():
+        hf_dir = run.dir / "model" / name
         if (hf_dir / STAGE_DONE).is_file():
             log.info("Stage %s finished in an earlier attempt; loading %s", name, hf_dir)
             _load_weights(model, hf_dir)
         else:
-            log.info("Stage %s: %s", name, OmegaConf.to_yaml(stage).strip().replace("\n", "; "))
-            datamodule = _build_datamodule(cfg, stage, tokenizer)
-            trainer, stage_metrics = _train_stage(
-                cfg,
-                name,
-                stage,
-                model,
-                datamodule,
-                logger,
-                run_dir / "checkpoints" / name,
-                resume=resume_dir is not None,
-            )
-            metrics.update(stage_metrics)
-            # Every rank takes part: sharded strategies (FSDP) gather the full weights here.
-            state = trainer.strategy.lightning_module_state_dict()
-            if trainer.is_global_zero:
-                model.save_pretrained(
-                    hf_dir, state_dict={k.removeprefix("model."): v for k, v in state.items()}
-                )
-                tokenizer.save_pretrained(hf_dir)
-                (hf_dir / STAGE_DONE).write_text("trained\n")
+            trainer = train_stage(run, name, stage, model, tokenizer)
+            save_stage(run, trainer, model, tokenizer, hf_dir)
             if _is_sharded(trainer):
                 # The trained weights live in shards; continue (and evaluate) from the saved
                 # full copy on every rank.
-                _barrier()
-                model, tokenizer = spec.load()
+                barrier()
+                model, tokenizer = plan.spec.load(packed=bool(cfg.data.get("packing", False)))
                 _load_weights(model, hf_dir)
-        if trainer is None or trainer.is_global_zero:
-            if eval_settings.benchmarks:
-                results = evaluate_model(
-                    model,
-                    tokenizer,
-                    eval_settings,
-                    run_dir / "eval" / name,
-                    benchmarks,
-                    model_path=hf_dir,
-                )
-                log_eval_results(logger, results, name)
-                for result in results:
-                    metrics.update(result.metrics(name))
-            write_metrics(run_dir / "metrics.json", metrics)
-        _barrier()
-    if trainer is None or trainer.is_global_zero:
-        finish(logger)
-        (run_dir / RUN_COMPLETE).write_text("complete\n")
-        for key, value in sorted(metrics.items()):
-            log.info("%s = %.4g", key, value)
-    return metrics
+            del trainer
+        evaluate_stage(run, plan, name, model, tokenizer)
+        run.save_metrics()
+        barrier()
+
+
+def run_train(cfg: DictConfig) -> dict[str, Any]:
+    """Train every stage of ``cfg.data.stages`` in order, saving and evaluating after each.
+
+    Args:
+        cfg: The composed ``conf/train.yaml``.
+
+    Returns:
+        Final metrics (also written to ``<run dir>/metrics.json``): per stage the training
+        summary and ``eval/<stage>/<benchmark>/pass@1`` (percent).
+    """
+    return run_app(cfg, _train)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
-from magicoder.data.packing import PACKED_SDPA, packed_model_inputs, use_packed_sdpa
+from magicoder.data.packing import packed_model_inputs
 from magicoder.data.sft import IGNORE_INDEX
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -46,9 +46,8 @@ class SFTModule(L.LightningModule):
     Batches come from :func:`magicoder.data.sft.collate` (padded examples) or
     :func:`magicoder.data.packing.collate_packed` (packed rows, recognised by their
     ``position_ids``); either way the loss is :func:`causal_lm_loss`, the per-token mean over
-    the micro-batch's target tokens. On the first packed batch an SDPA model is switched to
-    :data:`~magicoder.data.packing.PACKED_SDPA` (attention per packed example), and back to
-    SDPA when fitting ends.
+    the micro-batch's target tokens. How packed examples are kept apart follows the model's
+    attention implementation, chosen when the model loads (``ModelSpec.load(packed=True)``).
 
     Args:
         model: A Hugging Face causal LM.
@@ -69,12 +68,9 @@ class SFTModule(L.LightningModule):
         self.model.train()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self._switched_to_packed_sdpa = False
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         if "position_ids" in batch:
-            if self.model.config._attn_implementation == "sdpa" and use_packed_sdpa(self.model):
-                self._switched_to_packed_sdpa = True
             inputs, labels = packed_model_inputs(
                 batch, self.model.config._attn_implementation, self.model.dtype
             )
@@ -93,11 +89,6 @@ class SFTModule(L.LightningModule):
         loss, n_targets = self._step(batch)
         # Weight each batch by its target tokens so val/loss is the per-token mean.
         self.log("val/loss", loss, on_epoch=True, batch_size=n_targets, sync_dist=True)
-
-    def on_fit_end(self) -> None:
-        if self._switched_to_packed_sdpa and self.model.config._attn_implementation == PACKED_SDPA:
-            self.model.set_attn_implementation("sdpa")
-            self._switched_to_packed_sdpa = False
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.model.parameters())

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_module
 
 from magicoder.evaluation.app import run_evaluate
-from magicoder.tracking.wandb_offline import read_offline_run
+from magicoder.tracking.wandb_runs import read_run
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        env=env,
-        cwd=tmp_path,  # nothing may depend on the working directory
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_module(args[0], args[1:], tmp_path, timeout=900)
 
 
 def test_unknown_option_fails_with_hydra_listing_choices(tmp_path: Path):
@@ -68,7 +59,7 @@ def test_run_evaluate_scores_the_tiny_model_and_logs_to_wandb(tmp_path: Path, co
     assert set(metrics) == {"eval/tiny/humaneval/pass@1", "eval/tiny/humaneval_plus/pass@1"}
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert len((tmp_path / "eval/tiny/humaneval/samples.jsonl").read_text().splitlines()) == 2
-    run = read_offline_run(tmp_path)
+    run = read_run(tmp_path)
     assert (
         run.summary["eval/tiny/humaneval_plus/pass@1"] == metrics["eval/tiny/humaneval_plus/pass@1"]
     )

@@ -11,7 +11,7 @@ import pytest
 
 from magicoder.curation.app import run_curate, run_data_report
 from magicoder.data.stdlib import stdlib_pairs
-from magicoder.tracking.wandb_offline import read_offline_run
+from magicoder.tracking.wandb_runs import read_run
 from magicoder.training.app import run_train
 
 
@@ -202,15 +202,15 @@ def test_curated_file_trains_and_is_reported(tmp_path, compose, raw_file, data_d
     assert table[0]["problem_tokens_mean"] > 10
     assert len((report_dir / "similarity.jsonl").read_text().splitlines()) == table[0]["rows"]
 
-    wandb_run = read_offline_run(run_dir)
+    wandb_run = read_run(run_dir)
     assert wandb_run.summary["curate/rows_out"] == metrics["curate/rows_out"]
     assert wandb_run.summary["report/humaneval_similarity_mean"] == pytest.approx(
         metrics["report/humaneval_similarity_mean"]
     )
     logged = {key: value for row in wandb_run.history for key, value in row.items()}
-    assert logged["curate/steps/_type"] == logged["report/table/_type"] == "table-file"
+    assert logged["curate/steps._type"] == logged["report/table._type"] == "table-file"
     for plot in ("languages", "token_lengths", "humaneval_similarity"):
-        assert logged[f"report/{plot}/_type"] == "image-file"
+        assert logged[f"report/{plot}._type"] == "image-file"
         assert any(f.startswith(f"media/images/report/{plot}") for f in wandb_run.files)
 
     curated = run_dir / "curated.jsonl"

@@ -7,12 +7,10 @@ micro-batch see the same examples per optimizer step as one process does.
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_module
 
 COMMON = [
     "eval=none",
@@ -30,13 +28,8 @@ COMMON = [
 
 
 def _train(run_dir: Path, extra: list[str]) -> dict[str, list[float]]:
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "magicoder.cli.train", *COMMON, *extra, f"hydra.run.dir={run_dir}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
+    result = run_module(
+        "magicoder.cli.train", [*COMMON, *extra, f"hydra.run.dir={run_dir}"], run_dir.parent
     )
     assert result.returncode == 0, result.stderr[-4000:]
     (metrics_csv,) = run_dir.glob("csv/**/metrics.csv")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_module
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 
 from magicoder.config import config_dir
-from magicoder.tracking.wandb_offline import iter_records
+from magicoder.tracking.wandb_runs import read_run
 from magicoder.training.app import run_train
 
 TINY = [
@@ -31,15 +30,7 @@ TINY = [
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    return run_module(args[0], args[1:], cwd)
 
 
 def test_launcher_and_scale_configs_compose_and_slurm_instantiates(tmp_path, compose):
@@ -61,7 +52,7 @@ def test_launcher_and_scale_configs_compose_and_slurm_instantiates(tmp_path, com
 
     params = {k: v for k, v in launcher.items() if k != "_target_"}
     assert isinstance(SlurmLauncher(**params), SlurmLauncher)
-    for experiment in ("compare-bases", "ablate-mixture", "ablate-python-only", "sweep-lr"):
+    for experiment in ("compare-bases", "ablate-mixture", "ablate-python-only", "smoke"):
         laptop = compose("train", [f"experiment={experiment}", "scale=laptop"], tmp_path)
         assert laptop.model.name == "tiny"
         assert laptop.trainer.accelerator == "cpu" and laptop.trainer.devices == 1
@@ -116,7 +107,7 @@ def test_sweep_report_and_rerun_skips_finished_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = [
         "magicoder.cli.train",
-        "experiment=sweep-lr",
+        "hparams_search=lr",
         *TINY,
         "optimizer.lr=1e-3,3e-3",
         f"hydra.sweep.dir={sweep}",
@@ -126,11 +117,11 @@ def test_sweep_report_and_rerun_skips_finished_jobs(tmp_path):
     jobs = sorted(p.parent for p in sweep.rglob("metrics.json"))
     assert len(jobs) == 2
     ckpt_times = [(j / "checkpoints/sft/last.ckpt").stat().st_mtime for j in jobs]
-    for job in jobs:  # one W&B group per sweep; tags name the experiment and swept values
+    for job in jobs:  # one W&B group per sweep; tags name the search and swept values
         (run_file,) = job.glob("wandb/offline-run-*/run-*.wandb")
-        run = next(r.run for r in iter_records(run_file) if r.WhichOneof("record_type") == "run")
-        assert run.run_group == f"{tmp_path.name}/sweep"
-        assert "experiment=sweep-lr" in run.tags
+        run = read_run(run_file)
+        assert run.group == f"{tmp_path.name}/sweep"
+        assert "hparams_search=lr" in run.tags
         assert any(tag.startswith("optimizer.lr=") for tag in run.tags)
 
     report = _cli(["magicoder.cli.report", str(sweep)], tmp_path)
@@ -167,10 +158,10 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
     result = _cli(
         [
             "magicoder.cli.train",
-            "experiment=sweep-lr",
+            "hparams_search=lr",
             *TINY,
             "eval=none",
-            "optimizer.lr=-1.0,1e-3",  # AdamW rejects a negative lr
+            "optimizer.lr=-1.0,1e-3",  # validate_config rejects a negative lr
             f"hydra.sweep.dir={sweep}",
         ],
         tmp_path,

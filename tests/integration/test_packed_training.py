@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -41,7 +43,6 @@ def _loss_and_grads(model, batch) -> tuple[float, int, dict[str, torch.Tensor]]:
     loss, n_targets = module._step(batch)
     loss.backward()
     grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    module.on_fit_end()
     return loss.item(), n_targets, grads
 
 
@@ -73,23 +74,33 @@ def packed(tiny, examples):
     return collate_packed(rows, tokenizer.pad_token_id)
 
 
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_a_model_loaded_for_packing_gets_per_example_sdpa_and_saves_plain(tmp_path: Path):
+    """The attention choice is made when the model loads, and is never saved with it."""
+    model, _ = TinyLlama(name="tiny", dtype="float32").load(packed=True)
+    assert model.config._attn_implementation == PACKED_SDPA
+    model.save_pretrained(tmp_path)
+    assert PACKED_SDPA not in (tmp_path / "config.json").read_text()
+    unpacked, _ = TinyLlama(name="tiny", dtype="float32").load()
+    assert unpacked.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("attn_implementation", [PACKED_SDPA, "sdpa", "eager"])
 def test_packed_batch_has_the_loss_and_gradients_of_the_unpacked_one(
     tiny, packed, reference, attn_implementation
 ):
-    """Through the training step: SDPA runs per example (PACKED_SDPA), eager gets a mask."""
+    """Through the training step: per-example SDPA, SDPA with a block mask, eager with a mask."""
     model, _ = tiny
-    model.set_attn_implementation(attn_implementation)
+    if attn_implementation == PACKED_SDPA:
+        assert use_packed_sdpa(model)
+    else:
+        model.set_attn_implementation(attn_implementation)
     module = SFTModule(model, lambda params: torch.optim.SGD(params, lr=0.0))
     try:
         model.zero_grad(set_to_none=True)
         loss, n_targets = module._step(packed)
         loss.backward()
-        if attn_implementation == "sdpa":
-            assert model.config._attn_implementation == PACKED_SDPA
+        assert model.config._attn_implementation == attn_implementation  # the step keeps it
         grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-        module.on_fit_end()
-        assert model.config._attn_implementation == attn_implementation  # switched back
     finally:
         model.set_attn_implementation("sdpa")
     reference_loss, reference_targets, reference_grads = reference

@@ -16,14 +16,14 @@ from magicoder.data.datamodule import encode_rows
 from magicoder.data.sft import collate
 from magicoder.data.stdlib import stdlib_pairs
 from magicoder.models import TinyLlama
-from magicoder.tracking.wandb_offline import read_offline_run
-from magicoder.training.module import SFTModule
+from magicoder.tracking.wandb_runs import read_run
 from magicoder.training.app import run_train
+from magicoder.training.module import SFTModule
 
 QUICK = [
     "experiment=smoke",
     "trainer.max_steps=6",
-    "checkpoint_every_n_steps=2",
+    "callbacks.model_checkpoint.every_n_train_steps=2",
     "trainer.enable_progress_bar=false",
 ]
 
@@ -88,7 +88,7 @@ def test_run_train_end_to_end_logs_to_wandb_offline(tmp_path: Path, compose, dat
     on_disk = json.loads((run / "metrics.json").read_text())
     assert on_disk == pytest.approx(metrics)
 
-    wandb_run = read_offline_run(run)
+    wandb_run = read_run(run)
     assert wandb_run.config["optimizer"]["lr"] == cfg.optimizer.lr
     assert wandb_run.config["data"]["name"] == "stdlib-pairs"
     losses = [row["train/loss"] for row in wandb_run.history if "train/loss" in row]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from magicoder.curation.app import format_rows
 from magicoder.curation.filters import (
     copied_code_filter,
     detect_codeblocks,
@@ -13,7 +14,6 @@ from magicoder.curation.filters import (
     solution_copies_problem,
 )
 from magicoder.curation.near_dedup import near_dedup, shingles
-from magicoder.curation.app import format_rows
 from magicoder.prompts import OSS_INSTRUCT_INSTRUCTION
 
 

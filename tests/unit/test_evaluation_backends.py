@@ -88,7 +88,9 @@ def _fake_vllm(calls: dict[str, list[Any]]) -> types.ModuleType:
         def __init__(self, **kwargs: Any):
             calls["engines"].append(kwargs)
 
-        def generate(self, prompts: list[dict], params: SamplingParams) -> list[Any]:
+        def generate(
+            self, prompts: list[dict], params: SamplingParams, use_tqdm: Any = True
+        ) -> list[Any]:
             calls["generate"].append((prompts, params.kwargs))
             return [
                 types.SimpleNamespace(

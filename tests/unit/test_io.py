@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from magicoder.generation.store import JsonlAppender, read_indices, repair_jsonl
-from magicoder.io import iter_jsonl
+from magicoder.io import JsonlAppender, iter_jsonl, read_indices, repair_jsonl
 
 
 def test_appender_writes_one_complete_line_per_record(tmp_path: Path):

@@ -1,0 +1,41 @@
+"""Helpers shared by the tests that run an app as its own process (the way users run it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for an app under test: W&B offline and quiet, one torch thread per
+    process, and ``tests/`` importable (for the test callbacks configs may name)."""
+    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    return {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": path,
+    }
+
+
+def run_module(
+    module: str, args: list[str], cwd: Path, timeout: float = 1200, **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in ``cwd`` (nothing may depend on the working directory),
+    output captured as text unless ``kwargs`` say where it goes."""
+    if "stdout" not in kwargs:
+        kwargs["capture_output"] = True
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=cli_env(),
+        cwd=cwd,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
