@@ -17,6 +17,7 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     return run_module(args[0], args[1:], tmp_path, timeout=900)
 
 
+@pytest.mark.slow
 def test_unknown_option_fails_with_hydra_listing_choices(tmp_path: Path):
     result = _run(["magicoder.cli.train", "model=gpt5"], tmp_path)
     assert result.returncode != 0
@@ -49,6 +50,7 @@ def test_multirun_sweep_from_the_command_line(tmp_path: Path):
         assert (sweep / job / "model" / "sft" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_run_evaluate_scores_the_tiny_model_and_logs_to_wandb(tmp_path: Path, compose, data_dir):
     cfg = compose(
         "evaluate",

@@ -189,6 +189,7 @@ def test_ngram_overlap_and_near_dedup_catch_edited_copies(tmp_path, compose, raw
     assert len(near) == 1 and set(near) | {next(iter(near.values()))["duplicate_of"]} == {45, 1000}
 
 
+@pytest.mark.slow
 def test_curated_file_trains_and_is_reported(tmp_path, compose, raw_file, data_dir):
     raw, _, _ = raw_file
     metrics = run_curate(compose_curate(compose, tmp_path, raw, "logger=wandb"))

@@ -13,6 +13,7 @@ import pytest
 from helpers import run_module
 
 COMMON = [
+    "data.packing=false",
     "eval=none",
     "logger=csv",
     "trainer.accelerator=cpu",

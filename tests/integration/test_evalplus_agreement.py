@@ -60,6 +60,7 @@ def test_load_benchmark_reads_the_files_as_evalplus_does(data_dir: Path) -> None
     assert (first.n_total, first.is_complete, first.dataset_hash) == (378, False, mbpp.dataset_hash)
 
 
+@pytest.mark.slow
 def test_clearly_wrong_code_scores_zero(data_dir: Path) -> None:
     for name in ("humaneval", "mbpp"):
         benchmark = load_benchmark(name, str(data_dir / FILES[name]), limit=12)

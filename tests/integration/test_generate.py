@@ -75,6 +75,7 @@ def served_tiny(tmp_path_factory: pytest.TempPathFactory):
         yield server
 
 
+@pytest.mark.slow
 def test_generation_against_transformers_serve(tmp_path: Path, compose, served_tiny):
     extra = [
         f"teacher.model={served_tiny.model}",
@@ -146,6 +147,7 @@ def test_accepted_and_rejected_rows_follow_the_file_contracts(tmp_path: Path, co
         run_generate(cfg)
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_resume_does_every_index_exactly_once(tmp_path: Path, compose):
     n = 40
     with FakeOpenAI(delay_s=0.15, length_seeds={976 + i for i in range(0, n, 3)}) as fake:

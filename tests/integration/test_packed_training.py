@@ -84,6 +84,7 @@ def test_a_model_loaded_for_packing_gets_per_example_sdpa_and_saves_plain(tmp_pa
     assert unpacked.config._attn_implementation == "sdpa"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attn_implementation", [PACKED_SDPA, "sdpa", "eager"])
 def test_packed_batch_has_the_loss_and_gradients_of_the_unpacked_one(
     tiny, packed, reference, attn_implementation
@@ -108,6 +109,7 @@ def test_packed_batch_has_the_loss_and_gradients_of_the_unpacked_one(
     _assert_same(loss.item(), grads, reference_loss, reference_grads)
 
 
+@pytest.mark.slow
 def test_sdpa_with_a_block_diagonal_mask_gives_the_same_loss(tiny, packed, reference):
     model, _ = tiny
     inputs, labels = packed_model_inputs(packed, "sdpa", model.dtype)

@@ -170,7 +170,7 @@ def test_a_training_script_with_stdout_in_a_file_logs_progress_lines(tmp_path: P
         textwrap.dedent(
             f"""
             import logging, sys
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]
             logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
             from test_progress_logging import LogProgress, _fit
             from pathlib import Path

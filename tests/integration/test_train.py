@@ -16,6 +16,7 @@ from magicoder.data.datamodule import encode_rows
 from magicoder.data.sft import collate
 from magicoder.data.stdlib import stdlib_pairs
 from magicoder.models import TinyLlama
+from magicoder.prompts import MAGICODER_PROMPT
 from magicoder.tracking.wandb_runs import read_run
 from magicoder.training.app import run_train
 from magicoder.training.module import SFTModule
@@ -47,6 +48,7 @@ def test_tiny_model_is_built_deterministically_and_loads_back(tmp_path: Path):
     assert c.path != a.path  # the fingerprint covers every field that changes the model
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_batch(tmp_path: Path):
     model, tokenizer = TinyLlama(name="tiny").load()
     rows = stdlib_pairs(max_files=10)[:4]
@@ -64,6 +66,7 @@ def test_tiny_model_overfits_a_batch(tmp_path: Path):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_run_train_end_to_end_logs_to_wandb_offline(tmp_path: Path, compose, data_dir):
     cfg = compose(
         "train",
@@ -74,15 +77,20 @@ def test_run_train_end_to_end_logs_to_wandb_offline(tmp_path: Path, compose, dat
     run = tmp_path / "run"
 
     for bench in ("humaneval", "mbpp"):
-        for key in (f"eval/sft/{bench}/pass@1", f"eval/sft/{bench}_plus/pass@1"):
-            assert 0.0 <= metrics[key] <= 100.0
         samples = (run / "eval" / "sft" / bench / "samples.jsonl").read_text().splitlines()
         assert len(samples) == 3
         assert set(json.loads(samples[0])) == {"task_id", "solution"}
         results = json.loads((run / "eval" / "sft" / bench / "results.json").read_text())
-        assert len(results["tasks"] if "tasks" in results else results["per_task"]) == 3
+        assert len(results["tasks"]) == 3
+        # The logged metric is the share of tasks results.json says passed.
+        passed = sum(t["base_status"] == "pass" for t in results["tasks"])
+        assert metrics[f"eval/sft/{bench}/pass@1"] == pytest.approx(100.0 * passed / 3)
+        assert metrics[f"eval/sft/{bench}/pass@1"] == results["pass@1_percent"][bench]
     assert (run / "model" / "sft" / "config.json").is_file()
     assert (run / "model" / "sft" / "tokenizer.json").is_file()
+    card = json.loads((run / "model" / "sft" / "magicoder_run.json").read_text())
+    assert card["prompt_template"] == MAGICODER_PROMPT
+    assert card["config"]["optimizer"]["lr"] == cfg.optimizer.lr
     assert (run / "checkpoints" / "sft" / "last.ckpt").is_file()
     assert metrics["train/sft/global_step"] == 6
     on_disk = json.loads((run / "metrics.json").read_text())
@@ -101,11 +109,15 @@ def test_run_train_end_to_end_logs_to_wandb_offline(tmp_path: Path, compose, dat
         assert any(row.get(key) == pytest.approx(metrics[key]) for row in wandb_run.history)
 
 
-@pytest.mark.parametrize("batching", [None, "data.packing=true", "data.group_by_length=true"])
-def test_resume_continues_global_step_and_data_position(
-    tmp_path: Path, compose, batching: str | None
-):
-    base = [*QUICK, "eval=none", "logger=csv", *([batching] if batching else [])]
+@pytest.mark.slow
+@pytest.mark.parametrize("batching", ["plain", "packing", "group_by_length"])
+def test_resume_continues_global_step_and_data_position(tmp_path: Path, compose, batching: str):
+    modes = {
+        "plain": ["data.packing=false"],
+        "packing": ["data.packing=true"],
+        "group_by_length": ["data.packing=false", "data.group_by_length=true"],
+    }
+    base = [*QUICK, "eval=none", "logger=csv", *modes[batching]]
     straight = compose("train", base, tmp_path / "straight")
     run_train(straight)
 
@@ -128,7 +140,7 @@ def test_resume_continues_global_step_and_data_position(
     b = load_file(tmp_path / "crashed/model/sft/model.safetensors")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
-    if batching:
+    if batching != "plain":
         # Both cut the padding that plain batching wastes (about 45% on these pairs).
         pad = _logged(tmp_path / "straight", "train/pad_fraction")
         assert pad and all(0.0 <= f < 0.25 for f in pad) and sum(pad) / len(pad) < 0.15, pad
