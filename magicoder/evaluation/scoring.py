@@ -209,7 +209,6 @@ def score(
     Raises:
         ValueError: Samples for unknown tasks, duplicate or missing tasks, or ``n_workers`` < 1.
     """
-    _check_samples(benchmark, samples)
     with Scorer(n_workers) as scorer:
         return scorer.score(
             benchmark,

@@ -442,19 +442,17 @@ def _generate(run: Run) -> None:
     run.hparams["fingerprint"] = plan.files.fingerprint
     stats = GenerationStats()
     try:
-        _send_requests(run, plan, stats)
+        try:
+            _send_requests(run, plan, stats)
+        finally:  # rows finished before a failure are counted and logged too
+            _summarize(run, plan, stats)
     except TeacherUnavailable as error:
-        _summarize(run, plan, stats)
         raise TeacherUnavailable(
             f"{error}. {int(run.metrics['generate/total_accepted'])} accepted and "
             f"{int(run.metrics['generate/total_rejected'])} rejected rows are safe in "
             f"{plan.files.rows} and {plan.files.rejects}; once the endpoint is back, rerun "
             f"with resume=true to do the remaining {len(plan.pending) - stats.rows} rows"
         ) from error
-    except BaseException:
-        _summarize(run, plan, stats)
-        raise
-    _summarize(run, plan, stats)
     log.info("Rows: %s (rejects: %s)", plan.files.rows, plan.files.rejects)
 
 
