@@ -11,6 +11,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from magicoder.evaluation.protocols import PROTOCOLS
+
 
 def project_root() -> Path:
     """The checkout holding ``conf/`` (override with the MAGICODER_ROOT environment variable)."""
@@ -106,7 +108,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ),
     ("data.max_seq_len_cap", _or_null(_int_at_least(1)), "an integer >= 1, or null (no cap)"),
     ("eval.limit", _or_null(_int_at_least(1)), "an integer >= 1, or null (every task)"),
-    ("eval.max_new_tokens", _int_at_least(1), "an integer >= 1"),
+    ("eval.max_new_tokens", _or_null(_int_at_least(1)), "an integer >= 1, or null (protocol's)"),
+    ("eval.protocol", lambda v: v in PROTOCOLS, f"one of {sorted(PROTOCOLS)}"),
     ("eval.batch_size", lambda v: v == "auto" or _int_at_least(1)(v), 'an integer >= 1 or "auto"'),
     ("eval.n_workers", _or_null(_int_at_least(1)), "an integer >= 1, or null (every core)"),
     ("teacher.concurrency", _int_at_least(1), "an integer >= 1"),
@@ -161,6 +164,7 @@ def validate_config(cfg: DictConfig) -> None:
         ValueError: Naming the key, its value and what is allowed.
     """
     _check_declared_keys(cfg, "")
+    _check_recipe(cfg)
     for key, ok, allowed in _RULES:
         _check(key, _select(cfg, key), ok, allowed)
     min_lines, max_lines = _select(cfg, "seeds.min_lines"), _select(cfg, "seeds.max_lines")
@@ -181,6 +185,25 @@ def validate_config(cfg: DictConfig) -> None:
         datasets = _select(cfg, f"data.stages.{name!s}.datasets")
         for dataset in datasets if isinstance(datasets, DictConfig) else ():
             _check_source(f"data.stages.{name!s}.datasets.{dataset!s}", datasets[dataset])
+
+
+FROM_SCRATCH_MODELS = ("magicoder.models.TinyLlama",)
+"""Model classes built from config: the only ones the tiny-from-scratch recipe is for."""
+
+
+def _check_recipe(cfg: DictConfig) -> None:
+    """Refuse to fine-tune a pretrained model with the tiny model's from-scratch settings."""
+    recipe, target = _select(cfg, "recipe_name"), _select(cfg, "model._target_")
+    pretrained = target is not _ABSENT and target not in FROM_SCRATCH_MODELS
+    if recipe == "tiny-from-scratch" and pretrained:
+        raise ValueError(
+            f"model={_select(cfg, 'model.name')} is pretrained, but recipe=tiny-from-scratch "
+            "holds the tiny model's from-scratch settings (lr 2e-3, 20 warmup steps, 128 new "
+            "tokens). Add recipe=paper for the paper's fine-tuning settings (Adafactor, lr 5e-5, "
+            "15 warmup steps, global batch 512, bf16, 2 epochs, eval.protocol=magicoder-paper), "
+            "or use a preset that builds on it, e.g. experiment=paper-recipe or "
+            "experiment=magicoder-ds."
+        )
 
 
 def _check_declared_keys(node: DictConfig, where: str) -> None:

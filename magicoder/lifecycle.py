@@ -27,13 +27,16 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig
 
 from magicoder.config import to_dict, validate_config
-from magicoder.tracking.loggers import build_logger
+from magicoder.provenance import provenance
+from magicoder.tracking.loggers import build_logger, log_eval_tables
 
 log = logging.getLogger(__name__)
 
 RUN_COMPLETE = "run_complete"
 """Marker file written into a run directory when its app returned normally."""
 METRICS_FILE = "metrics.json"
+PROVENANCE_KEY = "provenance"
+"""The ``metrics.json`` key of what made its numbers (everything else is a metric)."""
 
 
 def is_global_zero() -> bool:
@@ -50,8 +53,15 @@ def barrier() -> None:
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
-    """Read a ``metrics.json`` ({} when it does not exist)."""
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The metrics of a ``metrics.json`` ({} when it does not exist), without its provenance."""
+    content = json.loads(path.read_text()) if path.is_file() else {}
+    content.pop(PROVENANCE_KEY, None)
+    return content
+
+
+def read_provenance(path: Path) -> dict[str, Any]:
+    """The provenance a ``metrics.json`` records ({} when it has none)."""
+    return json.loads(path.read_text()).get(PROVENANCE_KEY, {}) if path.is_file() else {}
 
 
 def find_resume_dir(ckpt_path: str | None, run_dir: Path) -> Path | None:
@@ -104,6 +114,9 @@ class Run:
             earlier attempt's ``metrics.json``); written to ``metrics.json``.
         hparams: Extra hyperparameters logged beside the resolved config (set before the
             logger is first used).
+        provenance: What made the numbers -- package versions, git revision, and the protocol
+            of every evaluation (:meth:`record_evaluation`); in ``metrics.json`` under
+            "provenance" and in the logger's config.
     """
 
     cfg: DictConfig
@@ -111,6 +124,7 @@ class Run:
     resumed: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=provenance)
     _logger: Logger | None = None
     _logger_built: bool = False
 
@@ -126,7 +140,9 @@ class Run:
             self._logger_built = True
             self._logger = build_logger(self.cfg.get("logger"), self.dir)
             if self._logger is not None:
-                self._logger.log_hyperparams({**to_dict(self.cfg), **self.hparams})
+                self._logger.log_hyperparams(
+                    {**to_dict(self.cfg), **self.hparams, PROVENANCE_KEY: self.provenance}
+                )
         return self._logger
 
     def log_metrics(
@@ -147,6 +163,19 @@ class Run:
         if summary:
             self.summarize(metrics)
 
+    def record_evaluation(self, stage: str, results: list[Any]) -> None:
+        """Log one stage's scores (``BenchmarkResult`` s) with the protocol each was made under:
+        metrics (also in the summary), the protocol records (provenance, logger config) and,
+        for W&B, the per-task tables and samples."""
+        protocols = self.provenance.setdefault("protocols", {})
+        for result in results:
+            self.log_metrics(result.metrics(stage), summary=True)
+            protocols[f"eval/{stage}/{result.benchmark}"] = result.protocol
+        logger = self.logger
+        if logger is not None:
+            logger.log_hyperparams({PROVENANCE_KEY: self.provenance})
+        log_eval_tables(logger, results, stage)
+
     def summarize(self, values: dict[str, Any]) -> None:
         """Put values that are no time series (counts by reason, ...) in the W&B summary."""
         logger = self.logger
@@ -158,7 +187,7 @@ class Run:
         if not self.is_global_zero:
             return
         path = self.dir / METRICS_FILE
-        merged = {**read_metrics(path), **self.metrics}
+        merged = {**read_metrics(path), **self.metrics, PROVENANCE_KEY: self.provenance}
         path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
 
     def close(self, exit_code: int) -> None:
@@ -222,6 +251,9 @@ def run_app(cfg: DictConfig, body: Callable[[Run], None]) -> dict[str, Any]:
     run = Run(cfg, run_dir, resumed=resume_dir is not None)
     if run.resumed:
         run.metrics.update(read_metrics(run_dir / METRICS_FILE))
+        # Stages scored by an earlier attempt keep their protocol records.
+        earlier = read_provenance(run_dir / METRICS_FILE).get("protocols", {})
+        run.provenance["protocols"] = {**earlier, **run.provenance.get("protocols", {})}
     log.info("Run directory: %s", run_dir)
     try:
         body(run)

@@ -429,6 +429,7 @@ class TrainAppConfig(AppConfig):
     trainer: Any = MISSING
     eval: Any = MISSING
     callbacks: dict[str, Any] = field(default_factory=dict)
+    recipe_name: str = MISSING
     seed: int = 0
     ckpt_path: str | None = None
     skip_if_complete: bool = True
@@ -441,6 +442,7 @@ class EvaluateAppConfig(AppConfig):
     model: Any = MISSING
     eval: Any = MISSING
     stage: str = MISSING
+    samples: dict[str, str] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
 

@@ -1,8 +1,10 @@
-"""``run_evaluate``: load a model from config and score it, logging like a training run."""
+"""``run_evaluate``: load a model from config and score it (or score given samples files),
+logging like a training run."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,10 +12,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from magicoder.config import to_dict
-from magicoder.evaluation.harness import EvalSettings, evaluate_model, load_benchmarks
+from magicoder.evaluation.harness import (
+    BenchmarkResult,
+    EvalSettings,
+    evaluate_model,
+    evaluate_samples,
+    load_benchmarks,
+)
 from magicoder.lifecycle import Run, run_app
 from magicoder.models import ModelSpec
-from magicoder.tracking.loggers import log_eval_tables
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +37,35 @@ def _evaluate(run: Run) -> None:
     settings = EvalSettings(**to_dict(cfg.eval))
     if not settings.benchmarks:
         raise ValueError("eval.benchmarks is empty; pick eval=humaneval+mbpp, humaneval or mbpp")
+    benchmarks = load_benchmarks(settings)
+    out_dir = run.dir / "eval" / cfg.stage
+    if cfg.samples:
+        results = _score_samples(dict(cfg.samples), settings, benchmarks, out_dir)
+        run.record_evaluation(cfg.stage, results)
+        return
     spec: ModelSpec = instantiate(cfg.model)
     spec.check()
-    benchmarks = load_benchmarks(settings)
     model, tokenizer = spec.load()
     if settings.backend == "hf":
         # vLLM loads the weights itself; the copy here only names them, so it stays on the CPU.
         model = model.to(resolve_device(cfg.device))  # type: ignore[arg-type]
-    results = evaluate_model(model, tokenizer, settings, run.dir / "eval" / cfg.stage, benchmarks)
-    for result in results:
-        run.log_metrics(result.metrics(cfg.stage), summary=True)
-    log_eval_tables(run.logger, results, cfg.stage)
+    results = evaluate_model(model, tokenizer, settings, out_dir, benchmarks)
+    run.record_evaluation(cfg.stage, results)
+
+
+def _score_samples(
+    samples: dict[str, str], settings: EvalSettings, benchmarks: dict[str, Any], out_dir: Path
+) -> list[BenchmarkResult]:
+    """Score given samples files, one per configured benchmark."""
+    if set(samples) != set(settings.benchmarks):
+        raise ValueError(
+            f"samples={samples!r} must name one file for each of eval.benchmarks="
+            f"{settings.benchmarks} (pick eval=humaneval or eval=mbpp to score one)."
+        )
+    return [
+        evaluate_samples(benchmarks[name], samples[name], settings, out_dir / name / "results.json")
+        for name in settings.benchmarks
+    ]
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from magicoder.prompts import (
-    CODE_FENCE,
     HUMANEVAL_INSTRUCTION,
     HUMANEVAL_RESPONSE_PREFIX,
     MBPP_INSTRUCTION,
@@ -34,13 +33,7 @@ logger = logging.getLogger(__name__)
 BENCHMARK_NAMES: tuple[str, ...] = ("humaneval", "mbpp")
 """Benchmarks this module knows, by their evalplus dataset name."""
 
-PINNED_VERSIONS: dict[str, str] = {"humaneval": "v0.1.10", "mbpp": "v0.2.0"}
-"""The releases the paper's numbers (and evalplus 0.3.1's defaults) refer to."""
-
-_FILE_NAMES: dict[str, str] = {
-    "humaneval": "HumanEvalPlus-v0.1.10.jsonl.gz",
-    "mbpp": "MbppPlus-v0.2.0.jsonl.gz",
-}
+_FILE_STEMS: dict[str, str] = {"humaneval": "HumanEvalPlus", "mbpp": "MbppPlus"}
 _TASK_PREFIXES: dict[str, str] = {"humaneval": "HumanEval/", "mbpp": "Mbpp/"}
 # "HumanEvalPlus-v0.1.10.jsonl.gz" -> "v0.1.10"; "MbppPlus-NoExtreme-v0.2.0.jsonl" ->
 # "NoExtreme-v0.2.0" (evalplus's own cache files are named the same way).
@@ -144,63 +137,6 @@ def mbpp_prompt(problem: Problem) -> tuple[str, str]:
     )
 
 
-def cut_completion(text: str) -> str:
-    """Keep a completion up to (excluding) its first code fence, as the paper does.
-
-    Args:
-        text: The generated continuation of the response prefix.
-
-    Returns:
-        The text before the first "```", or all of it when there is none.
-    """
-    index = text.find(CODE_FENCE)
-    return text if index < 0 else text[:index]
-
-
-def assemble_solution(
-    benchmark_name: str, problem: Problem, completion: str, sanitize: bool = True
-) -> str:
-    """Turn a raw completion into the full program EvalPlus scores.
-
-    HumanEval+: the response prefix ends with the (stripped) prompt, so the program is
-    ``problem["prompt"] + cut completion`` -- exactly what evalplus builds from a
-    ``{"task_id", "completion"}`` sample, and what Magicoder's own samples were scored as.
-    MBPP+: the response prefix is only the opening fence, so the program is the cut completion.
-
-    Args:
-        benchmark_name: "humaneval" or "mbpp".
-        problem: The evalplus problem (needs "prompt" and "entry_point").
-        completion: The raw generated text (everything after the response prefix).
-        sanitize: Run evalplus's standard post-processing (``evalplus.sanitize.sanitize``,
-            keeping imports and the definitions the entry point needs). Falls back to the
-            unsanitized program if it raises or returns nothing.
-
-    Returns:
-        The program text.
-
-    Raises:
-        ValueError: If ``benchmark_name`` is unknown.
-    """
-    code = cut_completion(completion)
-    if benchmark_name == "humaneval":
-        program = problem["prompt"] + code
-    elif benchmark_name == "mbpp":
-        program = code
-    else:
-        raise ValueError(f"Unknown benchmark {benchmark_name!r}; choose one of {BENCHMARK_NAMES}.")
-    if not sanitize:
-        return program
-    # Imported here: evalplus.sanitize pulls in tree-sitter and evalplus.data (datasets, pandas).
-    from evalplus.sanitize import sanitize as evalplus_sanitize
-
-    try:
-        sanitized = evalplus_sanitize(program, entrypoint=problem["entry_point"])
-    except Exception as exc:  # any failure of the sanitizer means "keep it as generated"
-        logger.debug("sanitize failed on %s (%s); keeping it as is", problem.get("task_id"), exc)
-        return program
-    return sanitized if sanitized.strip() else program
-
-
 @contextmanager
 def _evalplus_override(name: str, path: str | None) -> Iterator[None]:
     """Point evalplus's data module at ``path`` for the duration (None: leave it alone)."""
@@ -223,8 +159,9 @@ def _evalplus_override(name: str, path: str | None) -> Iterator[None]:
         setattr(module, attr, previous)
 
 
-def _load_with_evalplus(name: str) -> tuple[dict[str, Problem], str, str]:
-    """Problems, md5 and path of the file evalplus resolves for ``name`` right now."""
+def _load_with_evalplus(name: str, version: str) -> tuple[dict[str, Problem], str, str]:
+    """Problems, md5 and path of the file evalplus resolves for ``name`` right now (its
+    override path, else release ``version`` from its cache or a download)."""
     if name == "humaneval":
         from evalplus.data.humaneval import (
             _ready_human_eval_plus_path,
@@ -232,12 +169,16 @@ def _load_with_evalplus(name: str) -> tuple[dict[str, Problem], str, str]:
             get_human_eval_plus_hash,
         )
 
-        problems = get_human_eval_plus()
-        return problems, get_human_eval_plus_hash(), _ready_human_eval_plus_path()
+        problems = get_human_eval_plus(version=version)
+        return (
+            problems,
+            get_human_eval_plus_hash(version=version),
+            _ready_human_eval_plus_path(version=version),
+        )
     from evalplus.data.mbpp import _ready_mbpp_plus_path, get_mbpp_plus, get_mbpp_plus_hash
 
-    problems = get_mbpp_plus()
-    return problems, get_mbpp_plus_hash(), _ready_mbpp_plus_path()
+    problems = get_mbpp_plus(version=version)
+    return problems, get_mbpp_plus_hash(version=version), _ready_mbpp_plus_path(version=version)
 
 
 def _version_from_path(path: str, dataset_hash: str) -> str:
@@ -245,15 +186,20 @@ def _version_from_path(path: str, dataset_hash: str) -> str:
     return match.group(1) if match else dataset_hash
 
 
-def load_benchmark(name: str, path: str | None = None, limit: int | None = None) -> Benchmark:
+def load_benchmark(
+    name: str, path: str | None = None, limit: int | None = None, version: str | None = None
+) -> Benchmark:
     """Load HumanEval+ or MBPP+ through evalplus's own loaders.
 
     Args:
-        name: "humaneval" (HumanEval+ v0.1.10, 164 tasks) or "mbpp" (MBPP+ v0.2.0, 378 tasks).
+        name: "humaneval" (HumanEval+, 164 tasks) or "mbpp" (MBPP+: 399 tasks in v0.1.0, 378
+            from v0.2.0).
         path: A local evalplus ``.jsonl`` / ``.jsonl.gz`` file (the ``eval.<name>_path``
             setting). None lets evalplus find it: its ``HUMANEVAL_OVERRIDE_PATH`` /
             ``MBPP_OVERRIDE_PATH`` environment variables, its cache, or a download.
         limit: Keep only the first ``limit`` tasks (quick runs); None keeps all.
+        version: The release expected (e.g. "v0.1.9"): what evalplus downloads when ``path``
+            is None, and a warning when the file read is another; None: evalplus's default.
 
     Returns:
         The loaded benchmark.
@@ -267,15 +213,18 @@ def load_benchmark(name: str, path: str | None = None, limit: int | None = None)
         raise ValueError(f"Unknown benchmark {name!r}; choose from {list(BENCHMARK_NAMES)}.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"eval.limit={limit!r} must be a positive integer, or null for all tasks.")
-    problems, dataset_hash, source = _read_problems(name, _resolve_path(name, path))
-    version = _checked_version(name, source, dataset_hash)
+    file_name = f"{_FILE_STEMS[name]}-{version or '<version>'}.jsonl.gz"
+    problems, dataset_hash, source = _read_problems(
+        name, _resolve_path(name, path, file_name), version, file_name
+    )
+    found = _checked_version(name, source, dataset_hash, version)
     n_total = len(problems)
     if limit is not None:
         problems = dict(list(problems.items())[:limit])
     logger.info(
         "Loaded %s %s: %d of %d tasks from %s (md5 %s)",
         name,
-        version,
+        found,
         len(problems),
         n_total,
         source,
@@ -285,7 +234,7 @@ def load_benchmark(name: str, path: str | None = None, limit: int | None = None)
         name=name,
         problems=problems,
         dataset_hash=dataset_hash,
-        version=version,
+        version=found,
         path=str(source),
         n_total=n_total,
         limit=limit,
@@ -296,7 +245,7 @@ def _path_setting(name: str) -> str:
     return f"eval.{name}_path"
 
 
-def _resolve_path(name: str, path: str | None) -> str | None:
+def _resolve_path(name: str, path: str | None, file_name: str) -> str | None:
     """``path`` made absolute, after checking that it is a file (None stays None)."""
     if path is None:
         return None
@@ -305,19 +254,21 @@ def _resolve_path(name: str, path: str | None) -> str | None:
         setting = _path_setting(name)
         raise FileNotFoundError(
             f"{setting}={str(path)!r}: no such file. Point {setting} at a local "
-            f"{_FILE_NAMES[name]} (the EvalPlus release file), or set it to null to let evalplus "
+            f"{file_name} (the EvalPlus release file), or set it to null to let evalplus "
             "download it."
         )
     return str(resolved)
 
 
-def _read_problems(name: str, path: str | None) -> tuple[dict[str, Problem], str, str]:
+def _read_problems(
+    name: str, path: str | None, version: str | None, file_name: str
+) -> tuple[dict[str, Problem], str, str]:
     """Problems, md5 and source file of ``name`` read by evalplus from ``path`` (None: wherever
-    evalplus finds it), checked to be tasks of that benchmark."""
-    setting, file_name = _path_setting(name), _FILE_NAMES[name]
+    evalplus finds ``version``), checked to be tasks of that benchmark."""
+    setting = _path_setting(name)
     try:
         with _evalplus_override(name, path):
-            problems, dataset_hash, source = _load_with_evalplus(name)
+            problems, dataset_hash, source = _load_with_evalplus(name, version or "default")
     except Exception as exc:
         if path is not None:
             raise ValueError(
@@ -337,15 +288,17 @@ def _read_problems(name: str, path: str | None) -> tuple[dict[str, Problem], str
     return problems, dataset_hash, source
 
 
-def _checked_version(name: str, source: str, dataset_hash: str) -> str:
-    """The file's release, with a warning when it is not the one the paper reports."""
-    version = _version_from_path(source, dataset_hash)
-    if version != PINNED_VERSIONS[name]:
+def _checked_version(name: str, source: str, dataset_hash: str, expected: str | None) -> str:
+    """The file's release (from its name, else its md5), with a warning when it is not the
+    ``expected`` one: its numbers then belong to no named protocol."""
+    found = _version_from_path(source, dataset_hash)
+    if expected is not None and found != expected:
         logger.warning(
-            "%s: %s is version %r, not the %s the paper reports; numbers are not comparable.",
+            "%s: %s is release %r, not the %s the evaluation protocol scores; its numbers are "
+            "labelled 'custom' and are not comparable with the protocol's.",
             name,
             source,
-            version,
-            PINNED_VERSIONS[name],
+            found,
+            expected,
         )
-    return version
+    return found

@@ -22,21 +22,19 @@ from typing import Any
 
 from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
 
-from magicoder.evaluation.benchmarks import (
-    BENCHMARK_NAMES,
-    Benchmark,
-    assemble_solution,
-    load_benchmark,
-)
+from magicoder.evaluation.benchmarks import BENCHMARK_NAMES, Benchmark, load_benchmark
 from magicoder.evaluation.generation import (
     BACKENDS,
     check_backend,
     check_batch_size,
     completion_generator,
 )
+from magicoder.evaluation.protocols import SANITIZERS, Protocol, get_protocol, protocol_record
+from magicoder.evaluation.sanitizers import assemble_solution, sanitize_program
 from magicoder.evaluation.scoring import Scorer, pass_at_1
 from magicoder.io import write_jsonl
 from magicoder.prompts import CODE_FENCE, format_prompt
+from magicoder.provenance import provenance
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +44,41 @@ class EvalSettings:
     """What ``conf/eval/*.yaml`` configures (the ``eval`` group).
 
     Attributes:
+        protocol: The named protocol (:data:`~magicoder.evaluation.protocols.PROTOCOLS`) that
+            sets the releases, sanitizers and generation length not set below.
         benchmarks: Which benchmarks to run, in order: "humaneval" and/or "mbpp"; [] for none.
-        humaneval_path: Local HumanEvalPlus-v0.1.10.jsonl.gz; None lets evalplus find it.
-        mbpp_path: Local MbppPlus-v0.2.0.jsonl.gz; None lets evalplus find it.
+        benchmark_dir: Where the protocol's release files are looked for by name.
+        humaneval_path: A HumanEval+ file; None: the protocol's release from ``benchmark_dir``
+            when it is there, else evalplus's copy (downloaded when online).
+        mbpp_path: The same for MBPP+.
         limit: Evaluate only the first N tasks of each benchmark (quick runs); None for all.
         batch_size: Prompts per generation batch (``hf`` backend), or "auto": start large and
             halve on out-of-memory.
-        max_new_tokens: Generation budget per task (the paper: 512).
-        sanitize: Post-process programs with evalplus's sanitizer before scoring.
+        max_new_tokens: Generation budget per task; None: the protocol's (512). Resolved in
+            place.
+        sanitize: Benchmark -> sanitizer ("none", "legacy" or "tree-sitter") for the
+            benchmarks set; the others (or all, when None) get the protocol's. Resolved in
+            place to one sanitizer per benchmark.
         n_workers: Scoring processes; None uses every CPU.
+        groundtruth_dir: Cache of the benchmarks' expected outputs; None:
+            ``$MAGICODER_CACHE/groundtruth``.
         min_time_limit: EvalPlus's minimum seconds per test input.
         gt_time_limit_factor: EvalPlus's time limit as a multiple of the reference time.
         backend: "hf" (transformers ``generate``) or "vllm" (GPU, needs the vllm package).
         vllm_args: Extra ``vllm.LLM`` arguments for the vllm backend.
     """
 
+    protocol: str = "evalplus-current"
     benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    benchmark_dir: str | None = None
     humaneval_path: str | None = None
     mbpp_path: str | None = None
     limit: int | None = None
     batch_size: int | str = 16
-    max_new_tokens: int = 512
-    sanitize: bool = True
+    max_new_tokens: int | None = None
+    sanitize: dict[str, str] | None = None
     n_workers: int | None = None
+    groundtruth_dir: str | None = None
     min_time_limit: float = DEFAULT_MIN_TIME_LIMIT
     gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR
     backend: str = "hf"
@@ -88,6 +98,10 @@ class EvalSettings:
         if len(set(self.benchmarks)) != len(self.benchmarks):
             raise ValueError(f"eval.benchmarks={self.benchmarks!r} lists a benchmark twice.")
         check_batch_size(self.batch_size)
+        spec = get_protocol(self.protocol)
+        if self.max_new_tokens is None:
+            self.max_new_tokens = spec.max_new_tokens
+        self.sanitize = _sanitizers(self.sanitize, spec)
         if self.max_new_tokens < 1:
             raise ValueError(f"eval.max_new_tokens={self.max_new_tokens!r} must be >= 1.")
         if self.benchmarks:
@@ -106,8 +120,50 @@ class EvalSettings:
             )
 
     def path_for(self, benchmark: str) -> str | None:
-        """The configured dataset file of ``benchmark`` (None: let evalplus find it)."""
-        return self.humaneval_path if benchmark == "humaneval" else self.mbpp_path
+        """The dataset file of ``benchmark``: the configured one, else the protocol's release in
+        ``benchmark_dir`` when it is there (None: let evalplus find it)."""
+        path = self.humaneval_path if benchmark == "humaneval" else self.mbpp_path
+        if path is None and self.benchmark_dir is not None:
+            candidate = Path(self.benchmark_dir).expanduser() / self.spec.release_file(benchmark)
+            path = str(candidate) if candidate.is_file() else None
+        return path
+
+    @property
+    def spec(self) -> Protocol:
+        """The named protocol."""
+        return get_protocol(self.protocol)
+
+    def protocol_record(self, benchmark: Benchmark) -> dict[str, Any]:
+        """What ``benchmark``'s numbers are made under (see :func:`protocol_record`)."""
+        assert isinstance(self.sanitize, dict) and isinstance(self.max_new_tokens, int)
+        return protocol_record(
+            self.spec,
+            benchmark=benchmark.name,
+            version=benchmark.version,
+            dataset_hash=benchmark.dataset_hash,
+            n_tasks=len(benchmark.problems),
+            n_total=benchmark.n_total,
+            sanitizer=self.sanitize[benchmark.name],
+            max_new_tokens=self.max_new_tokens,
+        )
+
+
+def _sanitizers(configured: Any, spec: Protocol) -> dict[str, str]:
+    """One sanitizer per benchmark: the configured ones over the protocol's."""
+    configured = dict(configured or {})
+    unknown = sorted(set(configured) - set(BENCHMARK_NAMES))
+    if unknown:
+        raise ValueError(
+            f"eval.sanitize has unknown benchmark(s) {unknown}; use keys from {BENCHMARK_NAMES}."
+        )
+    for name, sanitizer in configured.items():
+        if sanitizer not in SANITIZERS:
+            raise ValueError(
+                f"eval.sanitize.{name}={sanitizer!r} is not allowed: use one of {SANITIZERS} "
+                "(none: as generated; legacy: the paper's MBPP+ sanitizer; tree-sitter: "
+                "evalplus's current one)."
+            )
+    return {**spec.sanitizers, **configured}
 
 
 @dataclass
@@ -124,6 +180,7 @@ class BenchmarkResult:
         rows: Per task: task_id, base_status, plus_status, solution.
         samples_path: The EvalPlus samples file scored.
         results_path: Where ``results.json`` was written (None if not written).
+        protocol: What the numbers were made under (:meth:`EvalSettings.protocol_record`).
     """
 
     benchmark: str
@@ -135,6 +192,7 @@ class BenchmarkResult:
     rows: list[dict[str, Any]]
     samples_path: Path
     results_path: Path | None
+    protocol: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self, stage: str) -> dict[str, float]:
         """Slash-namespaced metrics for the logger, in percent.
@@ -165,22 +223,34 @@ def load_benchmarks(settings: EvalSettings) -> dict[str, Benchmark]:
         ValueError, FileNotFoundError: As ``load_benchmark`` does, naming the setting to fix.
     """
     return {
-        name: load_benchmark(name, path=settings.path_for(name), limit=settings.limit)
+        name: load_benchmark(
+            name,
+            path=settings.path_for(name),
+            limit=settings.limit,
+            version=settings.spec.versions[name],
+        )
         for name in settings.benchmarks
     }
 
 
-def _read_samples(path: Path, benchmark: Benchmark) -> list[dict[str, Any]]:
-    """Read an EvalPlus samples file; ``completion``-only rows become prompt + completion."""
+def _read_samples(path: Path, benchmark: Benchmark, sanitizer: str) -> list[dict[str, Any]]:
+    """Read an EvalPlus samples file into sanitized programs.
+
+    ``completion``-only rows become ``prompt + completion`` (evalplus.evaluate's rule), or
+    ``prompt + "\n" + completion`` for the legacy sanitizer (its ``tools/sanitize.py``'s rule).
+    """
     from evalplus.data import load_solutions
 
     samples = []
     for sample in load_solutions(str(path)):
-        solution = sample.get("solution")
-        if solution is None and sample["task_id"] in benchmark.problems:
-            # evalplus.evaluate's rule for {"task_id", "completion"} samples.
-            solution = benchmark.problems[sample["task_id"]]["prompt"] + sample["completion"]
-        samples.append({"task_id": sample["task_id"], "solution": solution})
+        task_id, solution = sample["task_id"], sample.get("solution")
+        problem = benchmark.problems.get(task_id)
+        if problem is not None:
+            if solution is None:
+                joint = "\n" if sanitizer == "legacy" else ""
+                solution = problem["prompt"] + joint + sample["completion"]
+            solution = sanitize_program(benchmark.name, problem, solution, sanitizer)
+        samples.append({"task_id": task_id, "solution": solution})
     return samples
 
 
@@ -210,6 +280,7 @@ def _finish(
         rows=rows,
         samples_path=samples_path,
         results_path=results_path,
+        protocol=settings.protocol_record(benchmark),
     )
     if results_path is not None:
         _write_results(result, benchmark, settings, extra)
@@ -245,8 +316,9 @@ def _write_results(
             f"{benchmark.name}_plus": result.pass_at_1_plus,
         },
         "samples_path": str(result.samples_path),
+        "protocol": result.protocol,
+        "provenance": provenance(),
         "scoring": {
-            "evalplus_version": _evalplus_version(),
             "n_workers": settings.n_workers,
             "min_time_limit": settings.min_time_limit,
             "gt_time_limit_factor": settings.gt_time_limit_factor,
@@ -259,15 +331,6 @@ def _write_results(
     }
     result.results_path.parent.mkdir(parents=True, exist_ok=True)
     result.results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-
-
-def _evalplus_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("evalplus")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def evaluate_model(
@@ -318,16 +381,22 @@ def evaluate_model(
         model_path=model_path,
         engine_args=settings.vllm_args,
     )
-    model_name = str(model_path) if model_path else getattr(model, "name_or_path", None)
+    model_info = {
+        "model": str(model_path) if model_path else getattr(model, "name_or_path", None),
+        "dtype": str(getattr(model, "dtype", None)).removeprefix("torch."),
+        "attn_implementation": getattr(
+            getattr(model, "config", None), "_attn_implementation", None
+        ),
+    }
     # One pool of scoring workers serves every benchmark. Its expected outputs are computed
     # when a benchmark is scored, not beside generation: two scoring processes beside the
     # model's two torch threads on two cores slow it down threefold.
     with contextlib.ExitStack() as stack:
         if scorer is None:
-            scorer = stack.enter_context(Scorer(settings.n_workers))
+            scorer = stack.enter_context(Scorer(settings.n_workers, settings.groundtruth_dir))
         return [
             _generate_and_score(
-                benchmarks[name], generate, settings, out_dir / name, model_name, scorer
+                benchmarks[name], generate, settings, out_dir / name, model_info, scorer
             )
             for name in settings.benchmarks
         ]
@@ -338,10 +407,12 @@ def _generate_and_score(
     generate: Any,
     settings: EvalSettings,
     bench_dir: Path,
-    model_name: str | None,
+    model_info: dict[str, Any],
     scorer: Scorer,
 ) -> BenchmarkResult:
     """One benchmark: prompts → completions → programs → ``samples.jsonl`` → scores."""
+    assert isinstance(settings.sanitize, dict)
+    sanitizer = settings.sanitize[benchmark.name]
     task_ids = list(benchmark.problems)
     prompts = [format_prompt(*benchmark.prompt(task_id)) for task_id in task_ids]
     logger.info("%s: generating %d completions", benchmark.name, len(prompts))
@@ -355,7 +426,7 @@ def _generate_and_score(
         {
             "task_id": task_id,
             "solution": assemble_solution(
-                benchmark.name, benchmark.problems[task_id], completion, settings.sanitize
+                benchmark.name, benchmark.problems[task_id], completion, sanitizer
             ),
         }
         for task_id, completion in zip(task_ids, completions, strict=True)
@@ -363,13 +434,13 @@ def _generate_and_score(
     samples_path = bench_dir / "samples.jsonl"
     write_jsonl(samples_path, samples)
     generation = {
-        "model": model_name,
+        **model_info,
         "decoding": "greedy",
         "backend": settings.backend,
         "batch_size": settings.batch_size,
         "max_new_tokens": settings.max_new_tokens,
         "stop": CODE_FENCE,
-        "sanitize": settings.sanitize,
+        "sanitizer": sanitizer,
     }
     return _finish(
         scorer,
@@ -406,8 +477,9 @@ def evaluate_samples(
     if not samples_path.is_file():
         raise FileNotFoundError(f"Samples file {str(samples_path)!r} does not exist.")
     settings = settings or EvalSettings(benchmarks=[benchmark.name])
-    samples = _read_samples(samples_path, benchmark)
-    with Scorer(settings.n_workers) as scorer:
+    assert isinstance(settings.sanitize, dict)
+    samples = _read_samples(samples_path, benchmark, settings.sanitize[benchmark.name])
+    with Scorer(settings.n_workers, settings.groundtruth_dir) as scorer:
         return _finish(
             scorer,
             benchmark,

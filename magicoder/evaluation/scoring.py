@@ -2,10 +2,11 @@
 
 ``evalplus.evaluate.evaluate`` reads samples from a file and insists that every task of the
 dataset is present, so a ``limit``-ed quick run cannot use it. We drive the same pieces it
-does instead -- ``get_groundtruth`` (cached by dataset hash under evalplus's cache dir) and
-``check_correctness`` (which runs each program under ``untrusted_check``'s time and memory
-limits) -- with the same arguments, so statuses and pass@1 match evalplus's for the same
-samples (the integration tests check this against evalplus's CLI).
+does instead -- ``get_groundtruth``'s computation of expected outputs (per task here, see
+:func:`expected_output`) and ``check_correctness`` (which runs each program under
+``untrusted_check``'s time and memory limits) -- with the same arguments, so statuses and
+pass@1 match evalplus's for the same samples (the integration tests check this against
+evalplus's CLI).
 
 Nothing runs in the calling process: both steps go to a pool of *spawned* workers, so the
 generated code is never executed next to (or forked from) a process holding a model. Spawned
@@ -18,20 +19,20 @@ MBPP+'s canonical Mbpp/255 on its largest input) can pass here and fail there.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import multiprocessing
 import os
+import pickle
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
-from evalplus.data.utils import CACHE_DIR
 from evalplus.eval import PASS
 from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
-from evalplus.evaluate import check_correctness, get_groundtruth
+from evalplus.evaluate import check_correctness
+from evalplus.gen.util import trusted_exec
 
 from magicoder.evaluation.benchmarks import Benchmark
 from magicoder.progress import Progress
@@ -51,29 +52,77 @@ def _init_worker() -> None:
         multiprocessing.set_start_method("fork", force=True)
 
 
-def _groundtruth_worker(
-    problems: dict[str, dict[str, Any]], hashcode: str, output_not_none: list[str]
-) -> tuple[dict[str, Any], str]:
-    """Run evalplus's ``get_groundtruth`` for ``problems``; also return its console output."""
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        expected = get_groundtruth(problems, hashcode, output_not_none)
-    # The cache may hold the whole dataset; send back only what is scored.
-    return {task_id: expected[task_id] for task_id in problems}, stdout.getvalue()
+def default_groundtruth_dir() -> Path:
+    """``$MAGICODER_CACHE/groundtruth`` (``~/.cache/magicoder/groundtruth`` when unset)."""
+    cache = os.environ.get("MAGICODER_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "magicoder"
+    )
+    return Path(cache) / "groundtruth"
 
 
-def _groundtruth_hash(benchmark: Benchmark) -> str:
-    """Cache key for the ground truth of exactly ``benchmark.problems``.
+def expected_output(
+    benchmark_name: str, dataset_hash: str, problem: dict[str, Any], groundtruth_dir: Path
+) -> dict[str, Any]:
+    """One task's expected outputs and reference times, computed once per machine.
 
-    The whole dataset uses evalplus's key (its md5), shared with ``evalplus.evaluate``. A
-    ``limit`` subset reuses that cache when it exists and otherwise gets its own key, so that
-    the full cache is never written with a subset.
+    The same computation as evalplus's ``get_groundtruth`` (the canonical solution run on
+    every base and plus input by ``trusted_exec``, timing each input), but per task: the task's
+    check job computes it, so the work spreads over every scoring worker, a subset (``limit``)
+    computes only its tasks, an interrupted run keeps what it computed, and no worker ever
+    holds or pickles a whole dataset's outputs (MBPP+ v0.2.0's are about 800 MB). Stored as
+    ``<groundtruth_dir>/<benchmark>-<dataset md5>/<task>.pkl``, written atomically.
     """
-    if benchmark.is_complete:
-        return benchmark.dataset_hash
-    if os.path.exists(os.path.join(CACHE_DIR, f"{benchmark.dataset_hash}.pkl")):
-        return benchmark.dataset_hash
-    return f"{benchmark.dataset_hash}-first{len(benchmark.problems)}"
+    path = (
+        groundtruth_dir
+        / f"{benchmark_name}-{dataset_hash}"
+        / (problem["task_id"].replace("/", "_") + ".pkl")
+    )
+    if path.is_file():
+        with path.open("rb") as f:
+            return pickle.load(f)
+    code = problem["prompt"] + problem["canonical_solution"]
+    output_not_none = benchmark_name == "mbpp" and (
+        problem["entry_point"] in MBPP_OUTPUT_NOT_NONE_TASKS
+    )
+    oracle: dict[str, Any] = {}
+    for split in ("base", "plus"):
+        oracle[split], oracle[f"{split}_time"] = trusted_exec(
+            code,
+            problem[f"{split}_input"],
+            problem["entry_point"],
+            record_time=True,
+            output_not_none=output_not_none,
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with partial.open("wb") as f:
+        pickle.dump(oracle, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+    return oracle
+
+
+def _check_task(
+    benchmark_name: str,
+    dataset_hash: str,
+    problem: dict[str, Any],
+    solution: str,
+    groundtruth_dir: Path,
+    min_time_limit: float,
+    gt_time_limit_factor: float,
+) -> dict[str, Any]:
+    """evalplus's ``check_correctness`` on one program, with ``evalplus.evaluate``'s arguments."""
+    return check_correctness(
+        benchmark_name,
+        0,  # completion_id: one sample per task
+        problem,
+        solution,
+        expected_output(benchmark_name, dataset_hash, problem, groundtruth_dir),
+        False,  # base_only
+        True,  # fast_check: evalplus.evaluate's default (no per-test details)
+        problem["task_id"],
+        min_time_limit,
+        gt_time_limit_factor,
+    )
 
 
 def _check_samples(benchmark: Benchmark, samples: list[dict[str, Any]]) -> dict[str, str]:
@@ -108,40 +157,23 @@ def _check_samples(benchmark: Benchmark, samples: list[dict[str, Any]]) -> dict[
 class Scorer:
     """A pool of spawned scoring workers that serves every benchmark of an evaluation.
 
-    ``prepare`` queues a benchmark's expected outputs (``score`` does it when they were not
-    queued before); ``score`` runs the programs. Booting the workers once per evaluation,
-    not once per benchmark, saves their start-up (about 10 s on 2 cores).
+    Booting the workers once per evaluation, not once per benchmark, saves their start-up
+    (about 10 s on 2 cores). Each task's job computes or loads its expected outputs itself
+    (see :func:`expected_output`).
 
     Args:
         n_workers: Worker processes; None uses every CPU (``evalplus.evaluate`` uses half: the
             model is idle while programs run, so the other half would only wait).
+        groundtruth_dir: Where expected outputs are cached; None: :func:`default_groundtruth_dir`.
 
     Raises:
         ValueError: If ``n_workers`` < 1.
     """
 
-    def __init__(self, n_workers: int | None = None):
+    def __init__(self, n_workers: int | None = None, groundtruth_dir: str | Path | None = None):
         self.n_workers = _worker_count(n_workers)
+        self.groundtruth_dir = Path(groundtruth_dir or default_groundtruth_dir()).expanduser()
         self._executor = _spawn_pool(self.n_workers)
-        self._groundtruth: dict[tuple[str, str], Future] = {}
-
-    def prepare(self, benchmark: Benchmark) -> None:
-        """Start computing (or loading) ``benchmark``'s expected outputs in a worker."""
-        key = (benchmark.name, _groundtruth_hash(benchmark))
-        if key not in self._groundtruth:
-            output_not_none = list(MBPP_OUTPUT_NOT_NONE_TASKS) if benchmark.name == "mbpp" else []
-            self._groundtruth[key] = self._executor.submit(
-                _groundtruth_worker, benchmark.problems, key[1], output_not_none
-            )
-
-    def _expected(self, benchmark: Benchmark) -> dict[str, Any]:
-        self.prepare(benchmark)
-        expected, console = self._groundtruth[
-            (benchmark.name, _groundtruth_hash(benchmark))
-        ].result()
-        for line in console.splitlines():
-            logger.info("evalplus: %s", line)
-        return expected
 
     def score(
         self,
@@ -154,10 +186,19 @@ class Scorer:
         """Run EvalPlus's base and plus tests on one program per task (see :func:`score`)."""
         solutions = _check_samples(benchmark, samples)
         started = time.perf_counter()
-        expected = self._expected(benchmark)
-        futures = _submit_checks(
-            self._executor, benchmark, solutions, expected, min_time_limit, gt_time_limit_factor
-        )
+        futures = [
+            self._executor.submit(
+                _check_task,
+                benchmark.name,
+                benchmark.dataset_hash,
+                problem,
+                solutions[task_id],
+                self.groundtruth_dir,
+                min_time_limit,
+                gt_time_limit_factor,
+            )
+            for task_id, problem in benchmark.problems.items()
+        ]
         results = _collect_results(futures, benchmark.name)
         logger.info(
             "%s: scored %d tasks in %.1f s with %d worker(s)",
@@ -188,6 +229,7 @@ def score(
     samples: list[dict[str, Any]],
     *,
     n_workers: int | None = None,
+    groundtruth_dir: str | Path | None = None,
     min_time_limit: float = DEFAULT_MIN_TIME_LIMIT,
     gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR,
 ) -> list[dict[str, Any]]:
@@ -197,6 +239,7 @@ def score(
         benchmark: The benchmark (possibly ``limit``-ed) the samples answer.
         samples: ``{"task_id", "solution"}`` dicts, one per task, ``solution`` a full program.
         n_workers: Worker processes (see :class:`Scorer`).
+        groundtruth_dir: The expected-output cache (see :class:`Scorer`).
         min_time_limit: Minimum seconds per test input (evalplus's ``--min-time-limit``).
         gt_time_limit_factor: Time limit as a multiple of the canonical solution's time
             (evalplus's ``--gt-time-limit-factor``).
@@ -209,7 +252,7 @@ def score(
     Raises:
         ValueError: Samples for unknown tasks, duplicate or missing tasks, or ``n_workers`` < 1.
     """
-    with Scorer(n_workers) as scorer:
+    with Scorer(n_workers, groundtruth_dir) as scorer:
         return scorer.score(
             benchmark,
             samples,
@@ -240,34 +283,6 @@ def _spawn_pool(n_workers: int) -> ProcessPoolExecutor:
     # (A spawned worker re-imports the caller's __main__ module, so start them once.)
     context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker)
-
-
-def _submit_checks(
-    executor: ProcessPoolExecutor,
-    benchmark: Benchmark,
-    solutions: dict[str, str],
-    expected: dict[str, Any],
-    min_time_limit: float,
-    gt_time_limit_factor: float,
-) -> list[Future]:
-    """Queue evalplus's ``check_correctness`` for each task, with ``evalplus.evaluate``'s
-    arguments."""
-    return [
-        executor.submit(
-            check_correctness,
-            benchmark.name,
-            0,  # completion_id: one sample per task
-            problem,
-            solutions[task_id],
-            expected[task_id],
-            False,  # base_only
-            True,  # fast_check: evalplus.evaluate's default (no per-test details)
-            task_id,
-            min_time_limit,
-            gt_time_limit_factor,
-        )
-        for task_id, problem in benchmark.problems.items()
-    ]
 
 
 def _collect_results(futures: list[Future], benchmark_name: str) -> dict[str, dict[str, Any]]:

@@ -29,7 +29,6 @@ from magicoder.evaluation.harness import EvalSettings, evaluate_model, load_benc
 from magicoder.lifecycle import Run, barrier, run_app
 from magicoder.models import ModelSpec
 from magicoder.prompts import MAGICODER_PROMPT
-from magicoder.tracking.loggers import log_eval_tables
 from magicoder.training.callbacks import LogProgress
 from magicoder.training.global_batch import gradient_accumulation
 from magicoder.training.module import SFTModule
@@ -251,9 +250,7 @@ def evaluate_stage(
         plan.benchmarks,
         model_path=run.dir / "model" / name,
     )
-    for result in results:
-        run.log_metrics(result.metrics(name), summary=True)
-    log_eval_tables(run.logger, results, name)
+    run.record_evaluation(name, results)
     (out_dir / EVAL_DONE).write_text("scored\n")
 
 

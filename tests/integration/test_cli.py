@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import run_module
 
 from magicoder.evaluation.app import run_evaluate
@@ -59,10 +60,26 @@ def test_run_evaluate_scores_the_tiny_model_and_logs_to_wandb(tmp_path: Path, co
     )
     metrics = run_evaluate(cfg)
     assert set(metrics) == {"eval/tiny/humaneval/pass@1", "eval/tiny/humaneval_plus/pass@1"}
-    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    provenance = saved.pop("provenance")
+    assert saved == metrics
+    # Every number says how it was made: here a 2-task slice with 16 tokens, so "custom".
+    protocol = provenance["protocols"]["eval/tiny/humaneval"]
+    assert protocol["name"] == "custom"
+    assert protocol["label"] == "evalplus-current, n_tasks=2, max_new_tokens=16"
+    assert protocol["fields"]["version"] == "v0.1.10"
+    assert protocol["fields"]["sanitizer"] == "tree-sitter"
+    assert provenance["packages"]["torch"] == torch.__version__
+    assert provenance["git_revision"] != ""
+    results = json.loads((tmp_path / "eval/tiny/humaneval/results.json").read_text())
+    assert results["protocol"] == protocol
+    assert results["provenance"]["packages"] == provenance["packages"]
+    assert results["generation"]["dtype"] == "float32"
+    assert results["generation"]["attn_implementation"] == "sdpa"
     assert len((tmp_path / "eval/tiny/humaneval/samples.jsonl").read_text().splitlines()) == 2
     run = read_run(tmp_path)
     assert (
         run.summary["eval/tiny/humaneval_plus/pass@1"] == metrics["eval/tiny/humaneval_plus/pass@1"]
     )
     assert run.config["model"]["name"] == "tiny"
+    assert run.config["provenance"]["protocols"]["eval/tiny/humaneval"]["id"] == protocol["id"]

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from magicoder import schemas
 from magicoder.config import config_dir, validate_config
 from magicoder.data.sources import HubDataset, JsonlFile, StdlibPairs
+from magicoder.evaluation.harness import EvalSettings
 from magicoder.models import HubModel, ModelSpec, TinyLlama
 
 CONF = config_dir()
@@ -453,7 +454,18 @@ def test_primary_defaults_lists_end_with_experiment_then_local():
         assert defaults[0] == f"/schema/{schema_name}@_here_", path.name
         tail = defaults[defaults.index("_self_") :]
         searches = [{"hparams_search": None}, {"scale": None}] if path.stem == "train" else []
-        expected = ["_self_", {"experiment": None}, *searches, {"optional local": "default"}]
+        # Settings that follow the model come right after the file's own keys.
+        model_settings = {
+            "train": [{"recipe": "tiny-from-scratch"}],
+            "evaluate": [{"optional released": "${model}"}],
+        }.get(path.stem, [])
+        expected = [
+            "_self_",
+            *model_settings,
+            {"experiment": None},
+            *searches,
+            {"optional local": "default"},
+        ]
         assert tail == expected, path.name
 
 
@@ -514,6 +526,49 @@ def test_paper_presets_carry_the_papers_hyperparameters(tmp_path: Path, compose)
         assert cfg.trainer.gradient_clip_val is None
         assert cfg.trainer.precision == "bf16-true"
         assert cfg.model.attn_implementation == "flash_attention_2"
+        # The HF Trainer's Adafactor flags (optim=adafactor) and its linear schedule.
+        flags = (cfg.optimizer.scale_parameter, cfg.optimizer.relative_step)
+        assert flags + (cfg.optimizer.warmup_init,) == (False, False, False)
+        assert cfg.scheduler._target_.endswith("linear_warmup")
+        assert cfg.scheduler.warmup_ratio == 0.0
+        assert cfg.recipe_name == "paper"
+        settings = EvalSettings(**OmegaConf.to_container(cfg.eval, resolve=True))
+        assert settings.protocol == "magicoder-paper" and settings.max_new_tokens == 512
+        assert settings.sanitize == {"humaneval": "none", "mbpp": "legacy"}
+
+
+def test_a_pretrained_model_never_inherits_the_tiny_recipe(tmp_path: Path, compose):
+    overrides = ["model=deepseek-coder-6.7b-base", "data=oss-instruct-75k"]
+    with pytest.raises(ValueError, match="recipe=tiny-from-scratch.*Add recipe=paper"):
+        compose("train", overrides, tmp_path)
+    cfg = compose("train", [*overrides, "recipe=paper"], tmp_path)
+    assert cfg.optimizer._target_.endswith("Adafactor") and cfg.optimizer.lr == 5e-5
+    assert cfg.scheduler.num_warmup_steps == 15 and cfg.trainer.max_epochs == 2
+    assert (cfg.data.global_batch_size, cfg.trainer.precision) == (512, "bf16-true")
+    assert cfg.eval.protocol == "magicoder-paper"
+    # The tiny model keeps its from-scratch recipe; the default job is that.
+    tiny = compose("train", [], tmp_path)
+    assert (tiny.recipe_name, tiny.optimizer.lr, tiny.scheduler.num_warmup_steps) == (
+        "tiny-from-scratch",
+        2e-3,
+        20,
+    )
+    assert tiny.optimizer._target_ == "torch.optim.AdamW"
+
+
+def test_released_checkpoints_are_evaluated_under_the_papers_protocol(tmp_path: Path, compose):
+    for model in (
+        "magicoder-cl-7b",
+        "magicoder-s-cl-7b",
+        "magicoder-ds-6.7b",
+        "magicoder-s-ds-6.7b",
+    ):
+        assert compose("evaluate", [f"model={model}"], tmp_path).eval.protocol == "magicoder-paper"
+    assert compose("evaluate", [], tmp_path).eval.protocol == "evalplus-current"
+    overridden = compose(
+        "evaluate", ["model=magicoder-ds-6.7b", "eval.protocol=evalplus-current"], tmp_path
+    )
+    assert overridden.eval.protocol == "evalplus-current"
 
 
 def test_laptop_scale_states_no_global_batch(tmp_path: Path, compose):

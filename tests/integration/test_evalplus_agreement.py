@@ -2,8 +2,8 @@
 
 The reference is evalplus's own CLI (``python -m evalplus.evaluate``) in a subprocess, pointed
 at the same file through ``HUMANEVAL_OVERRIDE_PATH`` / ``MBPP_OVERRIDE_PATH`` (read when its
-data modules are imported). Both scorers share evalplus's ground-truth cache, keyed by the
-dataset hash.
+data modules are imported). Expected outputs are computed the way evalplus computes them
+(pinned below against its ``get_groundtruth``); evalplus caches them per dataset, we per task.
 """
 
 from __future__ import annotations
@@ -11,16 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import evalplus.evaluate
 import pytest
+from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+from helpers import run_module
 
 from magicoder.evaluation.benchmarks import load_benchmark
 from magicoder.evaluation.harness import EvalSettings, evaluate_samples
-from magicoder.evaluation.scoring import pass_at_1, score
+from magicoder.evaluation.sanitizers import legacy_sanitize
+from magicoder.evaluation.scoring import expected_output, pass_at_1, score
 
 FILES = {"humaneval": "HumanEvalPlus-v0.1.10.jsonl.gz", "mbpp": "MbppPlus-v0.2.0.jsonl.gz"}
 ENV_VARS = {"humaneval": "HUMANEVAL_OVERRIDE_PATH", "mbpp": "MBPP_OVERRIDE_PATH"}
@@ -125,6 +130,7 @@ def test_scores_match_evalplus_cli(
 
     settings = EvalSettings(
         benchmarks=[name],
+        sanitize={name: "none"},  # scored as written, like the CLI does
         n_workers=2,
         min_time_limit=MIN_TIME_LIMIT,
         gt_time_limit_factor=GT_TIME_LIMIT_FACTOR,
@@ -149,3 +155,105 @@ def test_scores_match_evalplus_cli(
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["pass@1_percent"] == {name: ours.pass_at_1, f"{name}_plus": ours.pass_at_1_plus}
     assert report["n_tasks"] == len(benchmark.problems)
+
+
+PAPER_FILES = {"humaneval": "HumanEvalPlus-v0.1.9.jsonl.gz", "mbpp": "MbppPlus-v0.1.0.jsonl.gz"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["humaneval", "mbpp"])
+def test_paper_protocol_through_the_samples_path_matches_evalplus(
+    name: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``magicoder-evaluate eval.protocol=magicoder-paper +samples.<name>=...`` on completion
+    samples (canonical solutions, a few planted wrong ones) against the paper's pipeline:
+    the paper's sanitizer on MBPP+ (none on HumanEval+), then evalplus's own evaluator, on the
+    paper's releases (HumanEval+ v0.1.9, MBPP+ v0.1.0)."""
+    monkeypatch.setenv("EVALPLUS_MAX_MEMORY_BYTES", "-1")  # see MIN_TIME_LIMIT's comment
+    data_file = data_dir / PAPER_FILES[name]
+    benchmark = load_benchmark(name, str(data_file))
+    assert len(benchmark.problems) == {"humaneval": 164, "mbpp": 399}[name]
+    completions = {
+        task_id: problem["canonical_solution"] for task_id, problem in benchmark.problems.items()
+    }
+    planted = [list(completions)[index] for index in (3, 50, 100)]
+    for task_id in planted:
+        completions[task_id] = "    return None  # planted\n"
+    samples_path = tmp_path / "samples.jsonl"
+    samples_path.write_text(
+        "".join(json.dumps({"task_id": t, "completion": c}) + "\n" for t, c in completions.items())
+    )
+    run_dir = tmp_path / "run"
+    done = run_module(
+        "magicoder.cli.evaluate",
+        [
+            f"eval={name}",
+            "eval.protocol=magicoder-paper",
+            f"eval.benchmark_dir={data_dir}",
+            f"+samples.{name}={samples_path}",
+            f"eval.min_time_limit={MIN_TIME_LIMIT}",
+            f"eval.gt_time_limit_factor={GT_TIME_LIMIT_FACTOR}",
+            "logger=csv",
+            f"hydra.run.dir={run_dir}",
+        ],
+        tmp_path,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((run_dir / "eval" / "tiny" / name / "results.json").read_text())
+    assert report["protocol"]["name"] == "magicoder-paper"
+    assert report["version"] == {"humaneval": "v0.1.9", "mbpp": "v0.1.0"}[name]
+
+    # The paper's pipeline: tools/sanitize.py on MBPP+ samples, then evalplus.evaluate.
+    reference = samples_path
+    if name == "mbpp":
+        reference = tmp_path / "sanitized.jsonl"
+        reference.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "task_id": task_id,
+                        "solution": legacy_sanitize(
+                            benchmark.problems[task_id]["prompt"] + "\n" + completion,
+                            benchmark.problems[task_id]["entry_point"],
+                        ),
+                    }
+                )
+                + "\n"
+                for task_id, completion in completions.items()
+            )
+        )
+    theirs, _ = _evalplus_cli(name, reference, data_file)
+    assert theirs["hash"] == benchmark.dataset_hash
+    their_status = {
+        task_id: [runs[0]["base_status"], runs[0]["plus_status"]]
+        for task_id, runs in theirs["eval"].items()
+    }
+    our_status = {t["task_id"]: [t["base_status"], t["plus_status"]] for t in report["tasks"]}
+    assert our_status == their_status
+    assert [our_status[task_id][0] for task_id in planted] == ["fail"] * 3
+
+
+def test_expected_outputs_are_evalplus_groundtruth_cached_per_task(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # evalplus's own computation, pointed at an empty cache of its own.
+    monkeypatch.setattr(evalplus.evaluate, "CACHE_DIR", str(tmp_path / "evalplus"))
+    for name in ("humaneval", "mbpp"):
+        benchmark = load_benchmark(name, str(data_dir / FILES[name]), limit=3)
+        not_none = list(MBPP_OUTPUT_NOT_NONE_TASKS) if name == "mbpp" else []
+        theirs = evalplus.evaluate.get_groundtruth(benchmark.problems, f"{name}-3", not_none)
+        cache = tmp_path / "ours"
+        for task_id, problem in benchmark.problems.items():
+            ours = expected_output(name, benchmark.dataset_hash, problem, cache)
+            # Same outputs; the times are this run's measurements of the same inputs.
+            assert ours["base"] == theirs[task_id]["base"]
+            assert ours["plus"] == theirs[task_id]["plus"]
+            assert len(ours["plus_time"]) == len(problem["plus_input"])
+        files = sorted(p.name for p in (cache / f"{name}-{benchmark.dataset_hash}").iterdir())
+        assert files == sorted(t.replace("/", "_") + ".pkl" for t in benchmark.problems)
+    # A cached task is read back, not recomputed.
+    path = cache / f"mbpp-{benchmark.dataset_hash}" / "Mbpp_2.pkl"
+    path.write_bytes(pickle.dumps({"base": ["cached"], "plus": []}))
+    cached = expected_output("mbpp", benchmark.dataset_hash, benchmark.problems["Mbpp/2"], cache)
+    assert cached["base"] == ["cached"]

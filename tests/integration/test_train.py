@@ -176,7 +176,9 @@ def test_missing_dataset_file_fails_before_training(tmp_path: Path, compose):
 
 def test_missing_model_dir_fails_before_training(tmp_path: Path, compose):
     cfg = compose(
-        "train", [*QUICK, "model=local", "model.name_or_path=/nonexistent/model"], tmp_path
+        "train",
+        [*QUICK, "model=local", "model.name_or_path=/nonexistent/model", "recipe=paper"],
+        tmp_path,
     )
     with pytest.raises(FileNotFoundError, match=r"model\.name_or_path"):
         run_train(cfg)

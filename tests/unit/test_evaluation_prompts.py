@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from magicoder.evaluation.benchmarks import (
-    assemble_solution,
-    cut_completion,
-    humaneval_prompt,
-    mbpp_prompt,
-)
+from magicoder.evaluation.benchmarks import humaneval_prompt, mbpp_prompt
+from magicoder.evaluation.sanitizers import assemble_solution, cut_completion
 from magicoder.prompts import format_prompt
 
 
@@ -107,7 +103,7 @@ def test_humaneval_program_is_prompt_plus_cut_completion(humaneval_0: dict) -> N
     body = "    return any(abs(a - b) < threshold for i, a in enumerate(numbers)"
     body += " for b in numbers[i + 1:])\n"
     completion = "\n" + body + "```\n\nThis checks every pair."
-    program = assemble_solution("humaneval", humaneval_0, completion, sanitize=False)
+    program = assemble_solution("humaneval", humaneval_0, completion, "none")
     assert program == humaneval_0["prompt"] + "\n" + body
     namespace: dict = {}
     exec(program, namespace)  # our own fixed text, not model output
@@ -116,7 +112,7 @@ def test_humaneval_program_is_prompt_plus_cut_completion(humaneval_0: dict) -> N
 
 def test_mbpp_program_is_the_cut_completion(mbpp_2: dict) -> None:
     code = "\ndef similar_elements(a, b):\n    return tuple(set(a) & set(b))\n"
-    assert assemble_solution("mbpp", mbpp_2, code + "```\nmore", sanitize=False) == code
+    assert assemble_solution("mbpp", mbpp_2, code + "```\nmore", "none") == code
 
 
 def test_sanitize_keeps_what_the_entry_point_needs(mbpp_2: dict) -> None:
@@ -128,16 +124,61 @@ def test_sanitize_keeps_what_the_entry_point_needs(mbpp_2: dict) -> None:
         "print(similar_elements((1, 2), (2, 3)))\n"
         "assert similar_elements((1,), (1,)) == (1,)\n```"
     )
-    program = assemble_solution("mbpp", mbpp_2, completion, sanitize=True)
+    program = assemble_solution("mbpp", mbpp_2, completion, "tree-sitter")
     assert "import math" in program
     assert "def helper" in program and "def similar_elements" in program
     assert "unused" not in program and "print(" not in program and "assert " not in program
 
 
 def test_sanitize_falls_back_to_the_raw_program_when_nothing_parses(mbpp_2: dict) -> None:
-    assert assemble_solution("mbpp", mbpp_2, "no code here ((", sanitize=True) == "no code here (("
+    assert assemble_solution("mbpp", mbpp_2, "no code here ((", "tree-sitter") == "no code here (("
 
 
 def test_assemble_rejects_unknown_benchmarks(mbpp_2: dict) -> None:
     with pytest.raises(ValueError, match="apps"):
-        assemble_solution("apps", mbpp_2, "", sanitize=False)
+        assemble_solution("apps", mbpp_2, "", "none")
+    with pytest.raises(ValueError, match="eval.sanitize.mbpp='black'"):
+        assemble_solution("mbpp", mbpp_2, "", "black")
+
+
+# The paper's MBPP+ sanitizer (evalplus 1895d2f tools/sanitize.py) on ``prompt + "\n" + code``.
+# Its expected outputs below follow that script step by step; evalplus 0.3.1's
+# ``lecacy_sanitize`` is a later rewrite and gives other programs for some of them.
+
+
+def test_legacy_keeps_helpers_and_cuts_at_the_first_unindented_statement(mbpp_2: dict) -> None:
+    completion = (
+        "import math\n"
+        "def similar_elements(a, b):\n   return tuple(set(a) & set(b))\n\n"
+        "def helper(:\n    pass\n"
+        "def other(x):\n    return x\n"
+        "print(similar_elements((1, 2), (2, 3)))\n"
+        "def after_print(x):\n    return x\n"
+    )
+    program = assemble_solution("mbpp", mbpp_2, completion, "legacy")
+    # The docstring prompt and the import before the entry point stay; the 3-space body is
+    # widened to 4; the function that does not parse goes; everything from the first
+    # unindented non-def line (the print) on is cut.
+    assert program == (
+        mbpp_2["prompt"].strip() + "\n\nimport math\n"
+        "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n\n"
+        "def other(x):\n    return x"
+    )
+
+
+def test_legacy_differs_from_evalplus_0_3_1_lecacy_sanitize(mbpp_2: dict) -> None:
+    from evalplus.lecacy_sanitize import sanitize as later_rewrite
+
+    # An entry point without a "    return " line: the pinned script keeps it; the later
+    # rewrite drops every definition and leaves only the prompt.
+    completion = "def similar_elements(a, b):\n    yield from set(a) & set(b)\n"
+    ours = assemble_solution("mbpp", mbpp_2, completion, "legacy")
+    assert "def similar_elements(a, b):\n    yield from" in ours
+    later = later_rewrite(mbpp_2["prompt"] + "\n" + completion, "similar_elements")
+    assert "def similar_elements" not in later
+
+
+def test_legacy_humaneval_is_prompt_newline_completion(humaneval_0: dict) -> None:
+    # The script joins prompt and completion with a newline (evalplus.evaluate does not).
+    program = assemble_solution("humaneval", humaneval_0, "    return False\n```", "legacy")
+    assert program == humaneval_0["prompt"] + "\n    return False"

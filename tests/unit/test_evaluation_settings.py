@@ -45,11 +45,13 @@ def test_metrics_are_slash_namespaced_percentages() -> None:
     }
 
 
-def test_settings_defaults_match_the_paper() -> None:
+def test_settings_default_to_the_current_evalplus_protocol() -> None:
     settings = EvalSettings()
+    assert settings.protocol == "evalplus-current"
     assert settings.benchmarks == ["humaneval", "mbpp"]
     assert settings.max_new_tokens == 512
-    assert settings.sanitize is True
+    assert settings.sanitize == {"humaneval": "tree-sitter", "mbpp": "tree-sitter"}
+    assert settings.spec.versions == {"humaneval": "v0.1.10", "mbpp": "v0.2.0"}
     assert (settings.min_time_limit, settings.gt_time_limit_factor) == (1.0, 4.0)
     assert EvalSettings(benchmarks=[]).benchmarks == []  # eval=none
     assert EvalSettings(benchmarks=("mbpp",)).benchmarks == ["mbpp"]
@@ -69,6 +71,9 @@ def test_settings_defaults_match_the_paper() -> None:
         ({"limit": 0}, "eval.limit"),
         ({"n_workers": 0}, "eval.n_workers"),
         ({"min_time_limit": 0.0}, "eval.min_time_limit"),
+        ({"protocol": "paper"}, "eval.protocol='paper' is unknown.*magicoder-paper"),
+        ({"sanitize": {"mbpp": "black"}}, "eval.sanitize.mbpp='black'.*tree-sitter"),
+        ({"sanitize": {"apps": "none"}}, "eval.sanitize.*apps"),
     ],
 )
 def test_settings_reject_bad_values(kwargs: dict, message: str) -> None:
@@ -81,8 +86,8 @@ def test_load_benchmark_names_the_setting_to_fix(tmp_path: Path) -> None:
         load_benchmark("humaneval_plus")
     missing = tmp_path / "nope.jsonl.gz"
     with pytest.raises(FileNotFoundError, match="eval.mbpp_path") as info:
-        load_benchmark("mbpp", path=str(missing))
-    assert str(missing) in str(info.value) and "MbppPlus-v0.2.0.jsonl.gz" in str(info.value)
+        load_benchmark("mbpp", path=str(missing), version="v0.1.0")
+    assert str(missing) in str(info.value) and "MbppPlus-v0.1.0.jsonl.gz" in str(info.value)
     with pytest.raises(ValueError, match="eval.limit"):
         load_benchmark("mbpp", path=str(missing), limit=0)
 
@@ -111,3 +116,39 @@ def _tiny_benchmark() -> Benchmark:
 def test_score_refuses_unknown_missing_and_duplicate_tasks(samples: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         score(_tiny_benchmark(), samples)
+
+
+def test_paper_protocol_settings_and_files(data_dir: Path) -> None:
+    settings = EvalSettings(protocol="magicoder-paper", benchmark_dir=str(data_dir))
+    assert settings.max_new_tokens == 512
+    assert settings.sanitize == {"humaneval": "none", "mbpp": "legacy"}
+    assert settings.path_for("humaneval") == str(data_dir / "HumanEvalPlus-v0.1.9.jsonl.gz")
+    assert settings.path_for("mbpp") == str(data_dir / "MbppPlus-v0.1.0.jsonl.gz")
+    # A configured sanitizer replaces the protocol's for that benchmark only.
+    mixed = EvalSettings(protocol="magicoder-paper", sanitize={"mbpp": "tree-sitter"})
+    assert mixed.sanitize == {"humaneval": "none", "mbpp": "tree-sitter"}
+    # No file of the protocol's release in benchmark_dir: evalplus finds (downloads) it.
+    assert EvalSettings(benchmark_dir=str(data_dir / "nowhere")).path_for("mbpp") is None
+
+
+def test_protocol_record_names_the_protocol_only_when_every_field_is_its(
+    data_dir: Path,
+) -> None:
+    settings = EvalSettings(protocol="magicoder-paper", benchmark_dir=str(data_dir))
+    mbpp = load_benchmark("mbpp", settings.path_for("mbpp"), version="v0.1.0")
+    record = settings.protocol_record(mbpp)
+    assert (record["name"], record["label"]) == ("magicoder-paper", "magicoder-paper")
+    assert record["fields"]["version"] == "v0.1.0" and record["fields"]["n_tasks"] == 399
+    assert record["fields"]["sanitizer"] == "legacy"
+
+    shorter = EvalSettings(protocol="magicoder-paper", max_new_tokens=256)
+    changed = shorter.protocol_record(mbpp)
+    assert changed["name"] == "custom"
+    assert changed["label"] == "magicoder-paper, max_new_tokens=256"
+    assert changed["id"] != record["id"]
+
+    # Today's release scored under the paper's protocol name is not the paper's protocol.
+    current = load_benchmark("mbpp", str(data_dir / "MbppPlus-v0.2.0.jsonl.gz"), limit=5)
+    other = settings.protocol_record(current)
+    assert other["name"] == "custom"
+    assert other["label"] == "magicoder-paper, version=v0.2.0, n_tasks=5"
