@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from magicoder.report import diff_runs, write_report
+from magicoder.report import diff_runs, results_protocol, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--benchmark", default="humaneval", choices=["humaneval", "mbpp"])
         ns = parser.parse_args(args[1:])
         flips = diff_runs(ns.run_a, ns.run_b, ns.stage, ns.benchmark)
+        protocols = [results_protocol(r, ns.stage, ns.benchmark) for r in (ns.run_a, ns.run_b)]
+        if protocols[0].id != protocols[1].id:
+            print(
+                f"not comparable: A was scored under {protocols[0].label}, "
+                f"B under {protocols[1].label}"
+            )
         print(f"fail → pass ({len(flips['fixed'])}): {' '.join(flips['fixed'])}")
         print(f"pass → fail ({len(flips['broken'])}): {' '.join(flips['broken'])}")
         return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from magicoder.report import RunRecord, loss_curve
+from magicoder.report import RunRecord, loss_series
 from magicoder.tracking.wandb_runs import WandbRun, find_run_file, read_run, wait_for_exit
 
 CONFIG = {"seed": 7, "model": {"name": "tiny-coder", "lr": 1e-4, "betas": [0.9, 0.95]}}
@@ -180,6 +180,8 @@ def test_newest_run_is_the_one_started_last_then_written_last(tmp_path: Path) ->
     assert find_run_file(wandb_dir) == late
 
 
-def test_report_loss_curve_reads_the_newest_wandb_run(two_runs) -> None:
-    run = RunRecord(path=two_runs[0], overrides={}, choices={}, metrics={})
-    assert loss_curve(run) == [(0.0, 2.5), (5.0, 1.75), (10.0, 1.25)]
+def test_report_loss_series_reads_the_newest_wandb_run(two_runs) -> None:
+    run = RunRecord(path=two_runs[0], overrides={}, choices={}, metrics={}, stages=["sft"])
+    (series,) = loss_series(run, "lr=1")
+    assert (series.run, series.stage, series.kind) == ("lr=1", "sft", "train")
+    assert series.points == [(0.0, 2.5), (5.0, 1.75), (10.0, 1.25)]
