@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from magicoder.config import to_dict
 from magicoder.curation.benchmarks import load_benchmark_strings
-from magicoder.curation.decontamination import Decontaminator
+from magicoder.curation.decontamination import NORMALIZATIONS, PAPER, Decontaminator
 from magicoder.curation.filters import (
     Row,
     copied_code_filter,
@@ -145,7 +145,9 @@ def _steps(cfg: DictConfig, fields: tuple[str, str, str | None]) -> dict[str, Ca
 
     def decontaminate(rows: list[Row]) -> tuple[list[Row], list[Row]]:
         c = cfg.decontaminate
-        strings = load_benchmark_strings(to_dict(c.benchmarks), c.mbpp_split)
+        # normalize=paper is the original's whole rule, the strings it searched for included.
+        as_original = c.normalize == PAPER
+        strings = load_benchmark_strings(to_dict(c.benchmarks), c.mbpp_split, as_original)
         matcher = Decontaminator(
             strings,
             list(c.columns or text_fields),
@@ -210,6 +212,11 @@ def _check(cfg: DictConfig) -> None:
     unknown = [s for s in cfg.steps if s not in STEPS]
     if unknown:
         raise ValueError(f"steps {unknown} are unknown; choose from {list(STEPS)}")
+    if "decontaminate" in cfg.steps and cfg.decontaminate.normalize not in NORMALIZATIONS:
+        raise ValueError(
+            f"decontaminate.normalize={cfg.decontaminate.normalize!r} is unknown; use one of "
+            f"{list(NORMALIZATIONS)}"
+        )
 
 
 def read_rows(files: Sequence[Path], shuffle_seed: int | None) -> list[Row]:

@@ -3,11 +3,18 @@
 The paper checks, case-insensitively, whether any benchmark string occurs in a row's text,
 one string at a time. :class:`SubstringMatcher` finds all of them in one pass over the row with
 an Aho–Corasick automaton (pyahocorasick), so the cost per row no longer grows with the number
-of benchmark strings. With ``normalize="whitespace"`` (the default) both sides are lowercased
-and stripped of all whitespace first, so re-indented, re-wrapped or CRLF copies (MBPP's
-solutions have CRLF line ends) are caught too; every match the paper's rule finds is still
-found (removing whitespace keeps substrings substrings). ``normalize="lower"`` is exactly
-the paper's rule.
+of benchmark strings. ``decontaminate.normalize`` picks the rule:
+
+* ``whitespace`` (the default): both sides are lowercased and stripped of all whitespace, so
+  re-indented, re-wrapped or CRLF copies (MBPP's solutions have CRLF line ends) are caught
+  too; every match the paper's rule finds is still found (removing whitespace keeps
+  substrings substrings). A row is reported with the string that ends first in it.
+* ``lower``: lowercase only, on the same stripped benchmark strings.
+* ``paper``: the original's rule exactly. Lowercase only; the benchmark strings as the
+  original took them (``load_benchmark_strings(..., as_original=True)``: MBPP and DS-1000
+  unstripped, its generic-solution list as written); and a row is reported with the first
+  string in the original's scan order, benchmark by benchmark, so the per-benchmark counts
+  are the original's too.
 
 :class:`NgramMatcher` also catches edited copies: a row is contaminated by a benchmark string
 when at least ``threshold`` of the string's token n-grams occur in the row.
@@ -24,7 +31,9 @@ import ahocorasick
 
 from magicoder.curation.benchmarks import BenchmarkString
 
-NORMALIZATIONS = ("lower", "whitespace")
+NORMALIZATIONS = ("lower", "whitespace", "paper")
+PAPER = "paper"
+"""The ``normalize`` value that is the original's whole rule (see the module docstring)."""
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 
@@ -33,10 +42,10 @@ def normalize(text: str, mode: str) -> str:
 
     Args:
         text: Any text.
-        mode: ``lower`` (the paper: lowercase) or ``whitespace`` (lowercase, all whitespace
+        mode: ``lower`` or ``paper`` (lowercase) or ``whitespace`` (lowercase, all whitespace
             removed).
     """
-    if mode == "lower":
+    if mode in ("lower", PAPER):
         return text.lower()
     if mode == "whitespace":
         return "".join(text.lower().split())
@@ -75,8 +84,8 @@ class SubstringMatcher:
     """All benchmark strings in one Aho–Corasick automaton.
 
     Args:
-        strings: Benchmark strings.
-        normalize: ``whitespace`` (default) or ``lower`` (the paper's rule).
+        strings: Benchmark strings, in the order :func:`naive_find` would try them.
+        normalize: ``whitespace`` (default), ``lower`` or ``paper`` (see the module docstring).
     """
 
     def __init__(self, strings: Sequence[BenchmarkString], normalize: str = "whitespace"):
@@ -87,6 +96,9 @@ class SubstringMatcher:
             key = _normalize(s.text, normalize)
             if key:
                 self.by_key.setdefault(key, []).append(s)
+        # A key's rank is the position of its first string in `strings`: the paper's loop tries
+        # strings in that order and stops at the first one the row contains.
+        self.rank = {key: rank for rank, key in enumerate(self.by_key)}
         for key in self.by_key:
             self.automaton.add_word(key, key)
         self.n_patterns = len(self.by_key)
@@ -94,12 +106,16 @@ class SubstringMatcher:
             self.automaton.make_automaton()
 
     def find(self, text: str) -> Match | None:
-        """The first benchmark string (by end position in ``text``) found in ``text``."""
+        """The benchmark string found in ``text``: the one that ends first in ``text``, or with
+        ``normalize="paper"`` the first in the order of ``strings`` (as :func:`naive_find`)."""
         if not self.by_key:
             return None
-        for _, key in self.automaton.iter(_normalize(text, self.mode)):
-            return Match(self.by_key[key][0], "substring")
-        return None
+        found = (key for _, key in self.automaton.iter(_normalize(text, self.mode)))
+        if self.mode == PAPER:
+            key = min(found, key=self.rank.__getitem__, default=None)
+        else:
+            key = next(found, None)
+        return None if key is None else Match(self.by_key[key][0], "substring")
 
     def find_all(self, text: str) -> list[BenchmarkString]:
         """Every benchmark string found in ``text`` (each once)."""
@@ -113,6 +129,9 @@ def naive_find(
     text: str, strings: Sequence[BenchmarkString], normalize: str = "whitespace"
 ) -> BenchmarkString | None:
     """The plain scan: for each benchmark string, ``in``. Reference for tests and benchmarks.
+
+    With ``normalize="paper"`` and the strings in the original's order this is the original's
+    search loop.
 
     Args:
         text: Row text.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 from pathlib import Path
@@ -9,12 +10,16 @@ from pathlib import Path
 import pytest
 
 from magicoder.curation.benchmarks import (
+    HUMAN_EVAL_STRINGS_OK,
+    HUMAN_EVAL_STRINGS_OK_AS_WRITTEN,
     BenchmarkString,
     apps_strings,
     ds1000_strings,
     extract_docstring,
+    humaneval_strings,
     load_benchmark_strings,
     mbpp_plus_description,
+    mbpp_strings,
 )
 from magicoder.curation.decontamination import (
     Decontaminator,
@@ -150,3 +155,127 @@ def test_configured_benchmark_files_must_exist(tmp_path: Path):
     with pytest.raises(ValueError, match="decontaminate.benchmarks.codecontests"):
         load_benchmark_strings({"codecontests": None})
     assert load_benchmark_strings({"apps": None}) == []
+
+
+# The paper's exact rule (normalize="paper", strings as_original) against the default.
+
+
+def test_paper_rule_ignores_case_but_not_whitespace():
+    paper, default = SubstringMatcher(STRINGS, "paper"), SubstringMatcher(STRINGS)
+    upper = "Task: WRITE A FUNCTION TO FIND THE FIRST NEGATIVE."
+    assert paper.find(upper).string.task_id == default.find(upper).string.task_id == "mbpp/11"
+    rewrapped = "Write a function to find\nthe first negative."  # one space became a line break
+    assert paper.find(rewrapped) is None
+    assert default.find(rewrapped).string.task_id == "mbpp/11"
+    assert normalize("A  b\r\nC", "paper") == "a  b\r\nc"
+
+
+def test_paper_rule_reports_the_first_string_in_scan_order():
+    # The original tries benchmark by benchmark, string by string, and names the first hit;
+    # the default names the string that ends first in the row.
+    strings = [STRINGS[1], STRINGS[0]]  # MBPP before HumanEval, as the original scans
+    text = "def first_negative(xs):\n" + SOLUTION + "# Write a function to find the first negative."
+    assert SubstringMatcher(strings, "paper").find(text).string.benchmark == "mbpp"
+    assert SubstringMatcher(strings).find(text).string.benchmark == "humaneval"
+    assert naive_find(text, strings, "paper").benchmark == "mbpp"
+
+
+def test_paper_matcher_names_the_same_string_as_the_plain_scan():
+    rng = random.Random(1)
+    alphabet = "aB c\n"
+    strings = [
+        BenchmarkString(
+            "b", "k", str(i), "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5)))
+        )
+        for i in range(40)
+    ]
+    matcher = SubstringMatcher(strings, normalize="paper")
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet + "Xyz") for _ in range(rng.randint(0, 30)))
+        match, expected = matcher.find(text), naive_find(text, strings, "paper")
+        assert (match.string if match else None) is expected, text
+
+
+def test_generic_humaneval_solutions_as_the_original_evaluated_them(data_dir: Path):
+    # The original's fourth entry is two adjacent literals, which Python joins into one.
+    written = ast.literal_eval('"return " ".join(strings)"')
+    assert written == "return .join(strings)"
+    assert HUMAN_EVAL_STRINGS_OK_AS_WRITTEN == (
+        HUMAN_EVAL_STRINGS_OK - {"return ''.join(strings)"}
+    ) | {written}
+    path = data_dir / "HumanEval.jsonl.gz"
+    all_tasks = {f"HumanEval/{i}" for i in range(164)}
+
+    def spared(as_original: bool) -> set[str]:
+        strings = humaneval_strings(path, as_original=as_original)
+        return all_tasks - {s.task_id for s in strings if s.kind == "solution"}
+
+    assert spared(as_original=False) == {
+        "HumanEval/23",
+        "HumanEval/28",
+        "HumanEval/41",
+        "HumanEval/53",
+    }
+    assert spared(as_original=True) == {"HumanEval/23", "HumanEval/41", "HumanEval/53"}
+    # So a row with HumanEval/28's one-line body goes under the paper's rule and stays under ours.
+    row = {
+        "problem": "Join the words.",
+        "solution": "def glue(strings):\n    return ''.join(strings)",
+    }
+    paper = Decontaminator(
+        humaneval_strings(path, as_original=True), ["problem", "solution"], "paper"
+    )
+    default = Decontaminator(humaneval_strings(path), ["problem", "solution"])
+    assert paper.find(row).string.task_id == "HumanEval/28"
+    assert default.find(row) is None
+    generic = {"problem": "Add two numbers.", "solution": "def add(x, y):\n    RETURN X + Y"}
+    assert paper.find(generic) is None and default.find(generic) is None
+
+
+def test_mbpp_strings_as_the_original_took_them(data_dir: Path):
+    path = data_dir / "mbpp.jsonl"
+    original = {(s.kind, s.task_id): s.text for s in mbpp_strings(path, as_original=True)}
+    stripped = {(s.kind, s.task_id): s.text for s in mbpp_strings(path)}
+    assert original.keys() == stripped.keys() and len(original) == 1000
+    # 182 of the 500 solutions end in spaces or a line break; no description does.
+    assert sum(original[k] != stripped[k] for k in original) == 182
+    code = original["solution", "mbpp/62"]
+    assert code == "def smallest_num(xs):\n  return min(xs)\n"
+    # A row that ends with the solution lacks its final line break: the original misses it.
+    row = {"problem": "Smallest item?", "solution": "Use min:\n" + code.rstrip()}
+    paper = Decontaminator(mbpp_strings(path, as_original=True), ["problem", "solution"], "paper")
+    lower = Decontaminator(mbpp_strings(path), ["problem", "solution"], "lower")
+    assert paper.find(row) is None
+    assert lower.find(row).string.task_id == "mbpp/62"
+    assert Decontaminator(mbpp_strings(path), ["problem", "solution"]).find(row) is not None
+
+
+def test_ds1000_prompts_as_the_original_took_them(tmp_path: Path):
+    q = tmp_path / "ds1000_data" / "Pandas" / "Insertion" / "q0"
+    q.mkdir(parents=True)
+    (q / "prompt.txt").write_text("Problem: sort a frame.\nA:\n<code>\nBEGIN SOLUTION\nfoo\n")
+    (original,) = ds1000_strings(tmp_path / "ds1000_data", as_original=True)
+    assert original.text == "Problem: sort a frame.\nA:\n<code>\n"
+
+
+def test_original_strings_come_in_the_original_scan_order(data_dir: Path):
+    files = {
+        "humaneval": data_dir / "HumanEval.jsonl.gz",
+        "humaneval_plus": data_dir / "HumanEvalPlus-v0.1.10.jsonl.gz",
+        "mbpp": data_dir / "mbpp.jsonl",
+        "gsm8k": data_dir / "gsm8k-test.jsonl",
+    }
+    strings = load_benchmark_strings({k: str(v) for k, v in files.items()}, as_original=True)
+    blocks = [(s.benchmark, s.kind) for s in strings]
+    assert list(dict.fromkeys(blocks)) == [
+        ("mbpp", "docstring"),
+        ("mbpp", "solution"),
+        ("humaneval", "docstring"),
+        ("humaneval", "solution"),
+        ("gsm8k", "question"),
+        ("humaneval_plus", "docstring"),  # not in the original: after its benchmarks
+        ("humaneval_plus", "solution"),
+    ]
+    assert [s.task_id for s in strings[:2]] == ["mbpp/11", "mbpp/12"]
+    default = load_benchmark_strings({k: str(v) for k, v in files.items()})
+    assert [s.benchmark for s in default][0] == "humaneval"  # the configured order
