@@ -8,7 +8,9 @@ does), so a dataset with other field names needs a YAML file, not code.
 
 from __future__ import annotations
 
+import ast
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("instruction", "oss_instruct")
 STDLIB_KINDS = ("all", "functions", "methods")
+LANGUAGE_ARMS = ("python", "non_python")
+"""The two arms of the paper's language ablation (its experiments/lang_ablation.py)."""
 FIELDS = ("instruction", "response", "problem", "solution", "lang")
 """Our field names, the keys a ``columns`` map may rename."""
 
@@ -265,3 +269,187 @@ class HubDataset(Source):
         # hub and jsonl sources, and the same handling of rows that lack a mapped field.
         records = (rename_columns(record, self.columns) for record in ds)
         return convert_rows(records, self.format, self.name, self.langs)
+
+
+def split_by_language(
+    rows: Iterable[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The paper's "conservative" Python / non-Python split of OSS-Instruct rows.
+
+    A row is Python when its ``lang`` is ``"python"`` and its instruction followed by its
+    response mentions "python" (any case); it is non-Python when its ``lang`` is anything
+    else and the text never mentions "python". Rows that fit neither (a Python row that
+    never says so, another language's row that mentions Python) are left out of both.
+
+    Args:
+        rows: Instruction rows with a ``lang`` field.
+
+    Returns:
+        The Python rows and the non-Python rows, each in input order.
+    """
+    python_rows, other_rows = [], []
+    for row in rows:
+        mentions_python = "python" in (row["instruction"] + row["response"]).lower()
+        if row.get("lang") == "python":
+            if mentions_python:
+                python_rows.append(row)
+        elif not mentions_python:
+            other_rows.append(row)
+    return python_rows, other_rows
+
+
+def language_arm(
+    rows: Sequence[dict[str, Any]], arm: str, n: int | None = 30000, seed: int = 1
+) -> list[dict[str, Any]]:
+    """Select one arm of the paper's language ablation, row for row as the paper did.
+
+    The paper seeds Python's global generator once, draws ``n`` Python rows and then ``n``
+    non-Python rows from the same stream; the non-Python arm replays the Python draw first
+    so that, given rows in the same order, both arms are the paper's exact selections.
+
+    Args:
+        rows: Instruction rows with a ``lang`` field, in the dataset's order.
+        arm: ``python`` or ``non_python``.
+        n: Rows to draw per arm (the paper: 30,000); None keeps the whole arm, in order.
+        seed: Seed of the draw (the paper: 1).
+
+    Returns:
+        The arm's rows, in the drawn order.
+
+    Raises:
+        ValueError: For an unknown arm, or when an arm has fewer than ``n`` rows.
+    """
+    if arm not in LANGUAGE_ARMS:
+        raise ValueError(f"language arm {arm!r} is unknown; use one of {LANGUAGE_ARMS}")
+    python_rows, other_rows = split_by_language(rows)
+    if n is None:
+        return python_rows if arm == "python" else other_rows
+    for name, found in (("python", python_rows), ("non_python", other_rows)):
+        if len(found) < n:
+            raise ValueError(
+                f"the {name} arm has {len(found)} rows, fewer than n={n} to draw (both arms "
+                "are drawn, in the paper's order); lower n or use data with more rows"
+            )
+    rng = random.Random(seed)  # the same stream as random.seed(seed) then random.sample
+    python_pick = rng.sample(python_rows, k=n)
+    if arm == "python":
+        return python_pick
+    return rng.sample(other_rows, k=n)
+
+
+@dataclass
+class LanguageArm(Source):
+    """One arm of the paper's Python / non-Python ablation, drawn from another source.
+
+    Attributes:
+        source: The source whose rows are split (OSS-Instruct-75K in the paper).
+        arm: ``python`` or ``non_python`` (see :func:`language_arm`).
+        n: Rows per arm (the paper: 30,000); None keeps the whole arm.
+        seed: Seed of the draw (the paper: 1).
+    """
+
+    source: Source | None = None
+    arm: str = "python"
+    n: int | None = 30000
+    seed: int = 1
+
+    def check(self) -> None:
+        if self.source is None:
+            raise ValueError(f"LanguageArm {self.name}: set `source` to the source to split")
+        if self.arm not in LANGUAGE_ARMS:
+            raise ValueError(
+                f"LanguageArm {self.name}: arm={self.arm!r} is unknown; use one of {LANGUAGE_ARMS}"
+            )
+        self.source.check()
+
+    def connect(self, tokenizer: Any) -> None:
+        if self.source is not None:
+            self.source.connect(tokenizer)
+
+    def load(self) -> list[dict[str, Any]]:
+        self.check()
+        assert self.source is not None
+        rows = language_arm(self.source.load(), self.arm, self.n, self.seed)
+        log.info("%s: %d %s rows (seed %d)", self.name, len(rows), self.arm, self.seed)
+        return rows
+
+
+def completion_pair(code: str, docstring: str) -> dict[str, str] | None:
+    """The paper's comment–function baseline row for one Python function (completion-style).
+
+    As in the paper's experiments/train_comment_code_pairs.py: the function's code up to and
+    including the closing quotes of its first triple-quoted string is the prompt, the rest
+    (the body) is the completion; no instruction template. Functions with an empty
+    docstring, a docstring of one repeated character, or no triple-quoted string give None.
+
+    Args:
+        code: The function's source, from ``def`` to its end.
+        docstring: Its docstring (only checked for being usable).
+
+    Returns:
+        ``{"prompt", "completion"}`` or None.
+    """
+    docstring = docstring.strip()
+    if not docstring or docstring.count(docstring[0]) == len(docstring):
+        return None
+    code = code.strip()
+    for quote in ('"""', "'''"):
+        if code.count(quote) >= 2:
+            start = code.index(quote)
+            end = code.index(quote, start + 3) + 3
+            return {"prompt": code[:end], "completion": code[end:]}
+    return None
+
+
+def completion_pairs_from_source(text: str) -> list[dict[str, str]]:
+    """Completion-style comment–function rows (:func:`completion_pair`) of one module.
+
+    Args:
+        text: Python source code.
+
+    Returns:
+        One row per function or method with a usable docstring, in source order; ``[]``
+        when the text does not parse.
+    """
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return []
+    rows = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        docstring = ast.get_docstring(node, clean=False)
+        code = ast.get_source_segment(text, node)
+        if docstring is None or code is None:
+            continue
+        row = completion_pair(code, docstring)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+@dataclass
+class StdlibCompletionPairs(Source):
+    """The paper's comment–function baseline on the embedded standard-library corpus.
+
+    Rows are ``{"prompt", "completion", "lang", "source"}``: raw code to continue, with no
+    instruction template (unlike :class:`StdlibPairs`, which are instruction rows).
+
+    Attributes:
+        max_files: Scan only the first N standard-library files (None: all).
+    """
+
+    max_files: int | None = None
+
+    def load(self) -> list[dict[str, Any]]:
+        from magicoder.data.stdlib import read_source, stdlib_files
+
+        rows = []
+        for path in stdlib_files(self.max_files):
+            text = read_source(path)
+            for row in completion_pairs_from_source(text or ""):
+                rows.append({**row, "lang": "python", "source": path.name})
+        if not rows:
+            raise ValueError(f"{self.name}: no function with a docstring in the corpus")
+        return rows

@@ -135,3 +135,29 @@ def test_invalid_json_names_the_file_and_line(tmp_path):
     path.write_text('{"instruction": "i", "response": "r"}\n{oops\n')
     with pytest.raises(ValueError, match=r"rows\.jsonl:2 is not valid JSON"):
         JsonlFile(name="x", path=str(path)).load()
+
+
+def test_completion_pair_splits_after_the_docstring_with_no_template():
+    from magicoder.data.sources import completion_pairs_from_source
+    from magicoder.prompts import MAGICODER_PROMPT
+
+    rows = completion_pairs_from_source(SOURCE)
+    by_name = {row["prompt"].split("(")[0]: row for row in rows}
+    assert set(by_name) == {"def documented", "def size", "def tiny"}
+    row = by_name["def documented"]
+    assert row["prompt"] == (
+        'def documented(a, b):\n    """Return the sum of a and b, saturating at one hundred."""'
+    )
+    assert row["completion"] == "\n    total = a + b\n    return min(total, 100)"
+    template_lines = [line for line in MAGICODER_PROMPT.splitlines() if line.strip()]
+    assert not any(line in row["prompt"] + row["completion"] for line in template_lines[:3])
+
+
+def test_completion_pair_skips_unusable_docstrings():
+    from magicoder.data.sources import completion_pair
+
+    assert completion_pair('def f():\n    """"""\n    return 1', "") is None
+    assert completion_pair('def f():\n    """----"""\n    return 1', "----") is None
+    assert completion_pair('def f():\n    "one line"\n    return 1', "one line") is None
+    single = completion_pair("def f():\n    '''Doc.'''\n    return 1", "Doc.")
+    assert single == {"prompt": "def f():\n    '''Doc.'''", "completion": "\n    return 1"}
