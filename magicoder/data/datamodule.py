@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from magicoder.data.batching import length_grouped_batch_count, length_grouped_batches
 from magicoder.data.packing import collate_packed, pack_dataset
-from magicoder.data.sft import IGNORE_INDEX, collate, encode_example
+from magicoder.data.sft import IGNORE_INDEX, collate, encode_row, row_parts
 from magicoder.data.sources import Source
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def encode_rows(
     stats = EncodeStats()
     encoded = []
     for row in rows:
-        ex = encode_example(tokenizer, row["instruction"], row["response"], max_seq_len)
+        ex = encode_row(tokenizer, row, max_seq_len)
         if all(label == IGNORE_INDEX for label in ex.labels):
             stats.dropped_prompt_too_long += 1
             continue
@@ -237,8 +237,9 @@ class SFTDataModule(L.LightningDataModule):
             loaded = source.load()
             log.info("Dataset %s: %d rows", source.name, len(loaded))
             rows.extend(loaded)
-        train_rows = [r for r in rows if not is_validation(r["instruction"], self.val_fraction)]
-        val_rows = [r for r in rows if is_validation(r["instruction"], self.val_fraction)]
+        held_out = [is_validation(row_parts(r)[0], self.val_fraction) for r in rows]
+        train_rows = [r for r, val in zip(rows, held_out, strict=True) if not val]
+        val_rows = [r for r, val in zip(rows, held_out, strict=True) if val]
         train, self.stats["train"] = encode_rows(train_rows, self.tokenizer, self.max_seq_len)
         val, self.stats["val"] = encode_rows(val_rows, self.tokenizer, self.max_seq_len)
         for split, s in self.stats.items():

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from magicoder.data.sft import row_parts
 from magicoder.data.sources import Source
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,9 @@ UNITS = ("examples", "tokens")
 
 
 def row_size(row: Mapping[str, Any], count_tokens: Callable[[str], int] | None) -> int:
-    """Size of a row in tokens (instruction + response); characters/4 without a tokenizer."""
-    text = row["instruction"] + row["response"]
+    """Size of a row in tokens (prompt + target); characters/4 without a tokenizer."""
+    prompt, target, _ = row_parts(dict(row))
+    text = prompt + target
     return count_tokens(text) if count_tokens else max(1, len(text) // 4)
 
 

@@ -27,8 +27,37 @@ class EncodedExample:
     truncated: bool
 
 
+def row_parts(row: dict) -> tuple[str, str, bool]:
+    """(prompt text, target text, whether the prompt goes into ``MAGICODER_PROMPT``) of a row.
+
+    Instruction rows (``instruction``/``response``) are templated; completion-style rows
+    (``prompt``/``completion``, the paper's comment–function baseline) are raw code to continue.
+
+    Raises:
+        KeyError: Naming the fields a row needs, when it has neither pair.
+    """
+    if "instruction" in row and "response" in row:
+        return row["instruction"], row["response"], True
+    if "prompt" in row and "completion" in row:
+        return row["prompt"], row["completion"], False
+    raise KeyError(
+        f"a training row needs instruction/response (instruction-style) or prompt/completion "
+        f"(completion-style); this one has {sorted(row)}"
+    )
+
+
+def encode_row(tokenizer: PreTrainedTokenizerBase, row: dict, max_seq_len: int) -> EncodedExample:
+    """:func:`encode_example` on an instruction row or a completion-style row."""
+    prompt, target, templated = row_parts(row)
+    return encode_example(tokenizer, prompt, target, max_seq_len, template=templated)
+
+
 def encode_example(
-    tokenizer: PreTrainedTokenizerBase, instruction: str, response: str, max_seq_len: int
+    tokenizer: PreTrainedTokenizerBase,
+    instruction: str,
+    response: str,
+    max_seq_len: int,
+    template: bool = True,
 ) -> EncodedExample:
     """Tokenize one instruction/response pair with ``MAGICODER_PROMPT``.
 
@@ -38,9 +67,11 @@ def encode_example(
 
     Args:
         tokenizer: Tokenizer with an EOS token.
-        instruction: Instruction text.
+        instruction: Instruction text (with ``template=False``: the raw prompt).
         response: Response text.
         max_seq_len: Longest sequence kept; longer examples are cut from the right.
+        template: Wrap the instruction in ``MAGICODER_PROMPT``; False encodes it as is (the
+            paper's completion-style baseline: BOS + code, then completion + EOS).
 
     Returns:
         The encoded example; ``labels`` may be all ``IGNORE_INDEX`` when the prompt alone
@@ -48,7 +79,8 @@ def encode_example(
     """
     if tokenizer.eos_token_id is None:
         raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no EOS token")
-    prompt_ids = tokenizer(format_prompt(instruction), add_special_tokens=True)["input_ids"]
+    prompt = format_prompt(instruction) if template else instruction
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     response_ids = [*response_ids, tokenizer.eos_token_id]
     input_ids = prompt_ids + response_ids

@@ -7,7 +7,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from magicoder.data.datamodule import encode_rows
-from magicoder.data.sft import IGNORE_INDEX, collate, encode_example
+from magicoder.data.sft import IGNORE_INDEX, collate, encode_example, encode_row
 from magicoder.prompts import format_prompt
 
 
@@ -77,3 +77,32 @@ def test_collate_right_pads_and_masks(tokenizer):
     ]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_completion_style_rows_have_no_template_and_learn_only_the_body(tokenizer):
+    # The paper's comment-function baseline: code up to the docstring, then the body.
+    prompt = 'def add(a, b):\n    """Add two numbers."""'
+    body = "\n    return a + b"
+    ex = encode_row(tokenizer, {"prompt": prompt, "completion": body}, 10_000)
+    assert tokenizer.decode(ex.input_ids) == prompt + body + "<eos>"  # nothing else
+    n_prompt = len(prompt.encode())
+    assert ex.labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert ex.labels[n_prompt:] == ex.input_ids[n_prompt:]
+    assert tokenizer.decode(ex.labels[n_prompt:-1]) == body
+    # An instruction row through the same entry is templated.
+    templated = encode_row(tokenizer, {"instruction": "Add.", "response": "x"}, 10_000)
+    assert tokenizer.decode(templated.input_ids).startswith(format_prompt("Add."))
+    with pytest.raises(KeyError, match="prompt/completion"):
+        encode_row(tokenizer, {"text": "neither"}, 10_000)
+
+
+def test_the_baseline_data_option_is_completion_style_on_the_stdlib(tmp_path, compose):
+    from hydra.utils import instantiate
+
+    cfg = compose("train", ["data=stdlib-completion-baseline"], tmp_path)
+    (source_cfg,) = cfg.data.stages.sft.datasets.values()
+    source = instantiate(source_cfg, max_files=5)
+    rows = source.load()
+    assert rows and all(set(row) >= {"prompt", "completion"} for row in rows)
+    assert all('"""' in row["prompt"] or "'''" in row["prompt"] for row in rows)
+    assert not any("@@ Instruction" in row["prompt"] for row in rows)
