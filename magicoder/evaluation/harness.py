@@ -371,6 +371,7 @@ def evaluate_model(
             "pass load_benchmarks(settings) or None."
         )
     out_dir = Path(out_dir)
+    assert settings.max_new_tokens is not None  # resolved from the protocol on construction
     generate = completion_generator(
         settings.backend,
         model,
