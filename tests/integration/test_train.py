@@ -94,7 +94,9 @@ def test_run_train_end_to_end_logs_to_wandb_offline(tmp_path: Path, compose, dat
     assert (run / "checkpoints" / "sft" / "last.ckpt").is_file()
     assert metrics["train/sft/global_step"] == 6
     on_disk = json.loads((run / "metrics.json").read_text())
+    provenance = on_disk.pop("provenance")
     assert on_disk == pytest.approx(metrics)
+    assert set(provenance["protocols"]) == {"eval/sft/humaneval", "eval/sft/mbpp"}
 
     wandb_run = read_run(run)
     assert wandb_run.config["optimizer"]["lr"] == cfg.optimizer.lr
