@@ -126,6 +126,7 @@ def _group_cases() -> list[tuple[str, str, str]]:
     return cases
 
 
+@pytest.mark.slow  # a sweep over every group option: about 15 s in all
 @pytest.mark.parametrize("primary,group,option", _group_cases())
 def test_every_group_option_composes_resolves_and_is_typed(
     primary: str, group: str, option: str, tmp_path: Path, compose
@@ -179,6 +180,7 @@ def documented_jobs(command: str) -> list[list[str]]:
     return sweep_jobs(cfg, arguments) if cfg.hydra.mode == RunMode.MULTIRUN else [arguments]
 
 
+@pytest.mark.slow  # a sweep over every documented command: about 15 s in all
 @pytest.mark.parametrize("command", _documented_commands())
 def test_every_documented_command_composes_its_first_job(command: str, tmp_path: Path, compose):
     jobs = documented_jobs(command)

@@ -111,6 +111,7 @@ def test_table_has_a_row_for_every_study_and_quotes_commands():
     assert len(_commands()) >= 10
 
 
+@pytest.mark.slow  # a sweep over every command of the table: about 13 s in all
 @pytest.mark.parametrize("words", _commands(), ids=lambda w: " ".join(w[1:]) or w[0])
 def test_every_table_command_composes(words, compose, tmp_path):
     config, _ = APPS[words[0]]
