@@ -14,6 +14,7 @@ whichever trainer object happens to be at hand.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig
@@ -52,6 +54,28 @@ def barrier() -> None:
         dist.barrier()
 
 
+def leave_process_group() -> None:
+    """Wait for every rank, then leave the process group (no-op outside one).
+
+    What runs after this (rank zero's evaluation) holds no rank waiting in a collective, so
+    no collective timeout (Lightning's default is 30 minutes) can end a long evaluation, and
+    the other ranks exit and free their GPUs.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def release_memory() -> None:
+    """Collect unreachable objects (trainers sit in reference cycles) and hand the
+    accelerator's cached blocks back to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def read_metrics(path: Path) -> dict[str, Any]:
     """The metrics of a ``metrics.json`` ({} when it does not exist), without its provenance."""
     content = json.loads(path.read_text()) if path.is_file() else {}
@@ -70,7 +94,8 @@ def find_resume_dir(ckpt_path: str | None, run_dir: Path) -> Path | None:
     Args:
         ckpt_path: None; ``"last"`` (the newest earlier run of this task that has
             checkpoints, or this run dir if it has some); a run directory; or a ``.ckpt``
-            file inside ``<run dir>/checkpoints/<stage>/``.
+            file (or directory, as DeepSpeed and sharded FSDP save them) inside
+            ``<run dir>/checkpoints/<stage>/``.
         run_dir: This run's directory (Hydra's output dir).
 
     Raises:
@@ -92,7 +117,7 @@ def find_resume_dir(ckpt_path: str | None, run_dir: Path) -> Path | None:
             )
         return siblings[-1]
     path = Path(ckpt_path).expanduser()
-    if path.is_file() and path.suffix == ".ckpt":
+    if path.exists() and path.suffix == ".ckpt":  # a file, or DeepSpeed's directory
         return path.parents[2]
     if path.is_dir() and ((path / "checkpoints").is_dir() or (path / "model").is_dir()):
         return path

@@ -444,7 +444,6 @@ class EvaluateAppConfig(AppConfig):
     stage: str = MISSING
     samples: dict[str, str] = field(default_factory=dict)
     seed: int = 0
-    device: str = "auto"
 
 
 @dataclass

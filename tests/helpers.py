@@ -10,6 +10,18 @@ from typing import Any
 
 TESTS_DIR = Path(__file__).resolve().parent
 
+TWO_TINY_STAGES = [
+    "data=oss-then-evol",
+    "sources=embedded",
+    "sources.oss.max_files=25",
+    "sources.evol.max_files=25",
+    "data.stages.oss-instruct.max_seq_len=128",
+    "data.stages.evol-instruct.max_seq_len=128",
+    "data.batch_size=2",
+    "data.num_workers=0",
+]
+"""The paper's two stages on a few embedded rows: overrides for ``conf/train.yaml``."""
+
 
 def cli_env() -> dict[str, str]:
     """The environment for an app under test: W&B offline and quiet, one torch thread per

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -18,18 +17,12 @@ from magicoder.evaluation.harness import (
     evaluate_model,
     evaluate_samples,
     load_benchmarks,
+    resolve_device,
 )
 from magicoder.lifecycle import Run, run_app
 from magicoder.models import ModelSpec
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _evaluate(run: Run) -> None:
@@ -48,7 +41,7 @@ def _evaluate(run: Run) -> None:
     model, tokenizer = spec.load()
     if settings.backend == "hf":
         # vLLM loads the weights itself; the copy here only names them, so it stays on the CPU.
-        model = model.to(resolve_device(cfg.device))  # type: ignore[arg-type]
+        model = model.to(resolve_device(settings.device))  # type: ignore[arg-type]
     results = evaluate_model(model, tokenizer, settings, out_dir, benchmarks)
     run.record_evaluation(cfg.stage, results)
 

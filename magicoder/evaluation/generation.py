@@ -370,6 +370,10 @@ class VllmGenerator:
         if not prompts:
             return []
         if self._llm is None:
+            check_free_gpu_memory(
+                self.engine_args.get("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION),
+                int(self.engine_args.get("tensor_parallel_size", 1)),
+            )
             logger.info("Starting vLLM: %s", self.engine_args)
             self._llm = self.vllm.LLM(**self.engine_args)
         params = self.vllm.SamplingParams(**self.sampling_args)
@@ -386,6 +390,59 @@ class VllmGenerator:
             time.perf_counter() - started,
         )
         return [result.outputs[0].text for result in results]
+
+    def close(self) -> None:
+        """Shut the engine down and hand its GPU memory back (a no-op before it started)."""
+        if self._llm is None:
+            return
+        llm, self._llm = self._llm, None
+        shutdown = getattr(llm, "shutdown", None)  # newer vLLM releases
+        if callable(shutdown):
+            shutdown()
+        del llm
+        cleanup = getattr(
+            getattr(self.vllm, "distributed", None), "cleanup_dist_env_and_memory", None
+        )
+        if callable(cleanup):
+            cleanup()
+        _free_accelerator_memory()
+
+
+VLLM_DEFAULT_UTILIZATION = 0.9
+"""vLLM's default ``gpu_memory_utilization``: the share of each GPU's memory it takes."""
+
+
+def check_free_gpu_memory(utilization: float, n_gpus: int = 1) -> None:
+    """Refuse to start vLLM where its GPUs are not free enough, naming what to do.
+
+    vLLM takes ``utilization`` of each GPU's total memory and refuses to start (after
+    minutes of loading, with a message about its profiling) when less is free. Training
+    memory of this process is released before evaluation; what remains is held elsewhere.
+
+    Args:
+        utilization: ``gpu_memory_utilization`` the engine will be given.
+        n_gpus: ``tensor_parallel_size``: the first ``n_gpus`` visible GPUs are checked.
+
+    Raises:
+        RuntimeError: When fewer GPUs are visible than asked for, or one has too little free.
+    """
+    if not torch.cuda.is_available():
+        return  # vLLM itself says it needs a GPU
+    if torch.cuda.device_count() < n_gpus:
+        raise RuntimeError(
+            f"+eval.vllm_args.tensor_parallel_size={n_gpus} but {torch.cuda.device_count()} "
+            "GPU(s) are visible; lower it or make more GPUs visible (CUDA_VISIBLE_DEVICES)."
+        )
+    for index in range(n_gpus):
+        free, total = torch.cuda.mem_get_info(index)
+        if free < utilization * total:
+            raise RuntimeError(
+                f"vLLM needs {utilization:.0%} of GPU {index}'s memory free, but "
+                f"{free / 2**30:.1f} of {total / 2**30:.1f} GiB are: another process holds "
+                "the rest (nvidia-smi names it; a training rank that has not exited, another "
+                "job). Free that GPU, or give vLLM less with "
+                f"+eval.vllm_args.gpu_memory_utilization={max(free / total - 0.05, 0.05):.2f}."
+            )
 
 
 def vllm_progress(desc: str) -> Callable[..., Progress]:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
 
 from magicoder.evaluation.benchmarks import BENCHMARK_NAMES, Benchmark, load_benchmark
@@ -66,6 +68,8 @@ class EvalSettings:
         gt_time_limit_factor: EvalPlus's time limit as a multiple of the reference time.
         backend: "hf" (transformers ``generate``) or "vllm" (GPU, needs the vllm package).
         vllm_args: Extra ``vllm.LLM`` arguments for the vllm backend.
+        device: Where the ``hf`` backend generates: "auto" (see :func:`resolve_device`),
+            "cpu", "cuda", "cuda:1", ...
     """
 
     protocol: str = "evalplus-current"
@@ -83,6 +87,7 @@ class EvalSettings:
     gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR
     backend: str = "hf"
     vllm_args: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         # Accept any sequence (Hydra hands over a ListConfig) but keep a plain list.
@@ -109,6 +114,14 @@ class EvalSettings:
         elif self.backend not in BACKENDS:
             raise ValueError(f"eval.backend={self.backend!r} is unknown; use one of {BACKENDS}.")
         self.vllm_args = dict(self.vllm_args or {})
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"eval.device={self.device!r} is not a device; use auto, cpu, cuda or "
+                    "cuda:<index>."
+                ) from err
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"eval.limit={self.limit!r} must be >= 1, or null for all tasks.")
         if self.n_workers is not None and self.n_workers < 1:
@@ -333,6 +346,27 @@ def _write_results(
     result.results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+def resolve_device(name: str, accelerator: str = "auto", devices: Any = "auto") -> torch.device:
+    """Where the ``hf`` backend generates for ``eval.device=name``.
+
+    ``auto`` follows the trainer's placement: the CPU when ``accelerator`` is "cpu" (or no
+    CUDA device is visible), else the first CUDA device it trains on (the first index when
+    ``devices`` lists them). Any other name is taken as a torch device.
+
+    Args:
+        name: ``eval.device``.
+        accelerator: ``trainer.accelerator`` ("auto" when there is no trainer).
+        devices: ``trainer.devices``.
+    """
+    if name != "auto":
+        return torch.device(name)
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if isinstance(devices, Sequence) and not isinstance(devices, str) and len(devices):
+        return torch.device("cuda", int(devices[0]))
+    return torch.device("cuda", 0)
+
+
 def evaluate_model(
     model: Any,
     tokenizer: Any,
@@ -382,17 +416,12 @@ def evaluate_model(
         model_path=model_path,
         engine_args=settings.vllm_args,
     )
-    model_info = {
-        "model": str(model_path) if model_path else getattr(model, "name_or_path", None),
-        "dtype": str(getattr(model, "dtype", None)).removeprefix("torch."),
-        "attn_implementation": getattr(
-            getattr(model, "config", None), "_attn_implementation", None
-        ),
-    }
+    model_info = _model_info(model, model_path, settings.backend)
     # One pool of scoring workers serves every benchmark. Its expected outputs are computed
     # when a benchmark is scored, not beside generation: two scoring processes beside the
     # model's two torch threads on two cores slow it down threefold.
     with contextlib.ExitStack() as stack:
+        stack.callback(getattr(generate, "close", lambda: None))
         if scorer is None:
             scorer = stack.enter_context(Scorer(settings.n_workers, settings.groundtruth_dir))
         return [
@@ -401,6 +430,18 @@ def evaluate_model(
             )
             for name in settings.benchmarks
         ]
+
+
+def _model_info(model: Any, model_path: str | Path | None, backend: str) -> dict[str, Any]:
+    """What generated: the weights, their dtype, attention and device (results.json)."""
+    config = getattr(model, "config", None)
+    return {
+        "model": str(model_path) if model_path else getattr(model, "name_or_path", None),
+        "dtype": str(getattr(model, "dtype", None)).removeprefix("torch."),
+        "attn_implementation": getattr(config, "_attn_implementation", None),
+        # vLLM places its own copy of the weights on the GPUs it is given.
+        "device": str(getattr(model, "device", None)) if backend == "hf" else "vllm engine",
+    }
 
 
 def _generate_and_score(

@@ -1,8 +1,12 @@
-"""``run_train``: instruction-tune stage after stage, save and evaluate after each stage.
+"""``run_train``: instruction-tune stage after stage, save each stage, then evaluate each.
 
 The run goes through :func:`magicoder.lifecycle.run_app` (run dir, resume, logger, metrics).
-Per stage: train (or, when an earlier attempt finished the stage, load its saved weights),
-save ``model/<stage>/``, then evaluate on rank zero unless the stage was already scored.
+Every rank trains each stage in turn (a stage an earlier attempt finished is skipped) and
+saves ``model/<stage>/``; each stage's trainer is freed before the next. Then the ranks leave
+the process group, and rank zero alone evaluates each stage not scored before, on
+``eval.device`` (see :func:`~magicoder.evaluation.harness.resolve_device`), with the training
+memory released first: no rank waits in a collective while it evaluates, and the GPUs of the
+other ranks are free for a vLLM engine.
 """
 
 from __future__ import annotations
@@ -25,8 +29,13 @@ from magicoder.config import to_dict
 from magicoder.data.datamodule import SFTDataModule
 from magicoder.data.mixture import Mixture
 from magicoder.evaluation.benchmarks import Benchmark
-from magicoder.evaluation.harness import EvalSettings, evaluate_model, load_benchmarks
-from magicoder.lifecycle import Run, barrier, run_app
+from magicoder.evaluation.harness import (
+    EvalSettings,
+    evaluate_model,
+    load_benchmarks,
+    resolve_device,
+)
+from magicoder.lifecycle import Run, barrier, leave_process_group, release_memory, run_app
 from magicoder.models import ModelSpec
 from magicoder.prompts import MAGICODER_PROMPT
 from magicoder.training.callbacks import LogProgress
@@ -192,7 +201,8 @@ def train_stage(
     trainer = build_trainer(cfg, stage, run, ckpt_dir)
     module = SFTModule(model, instantiate(cfg.optimizer), instantiate(cfg.scheduler))
     last = ckpt_dir / "last.ckpt"
-    ckpt = str(last) if run.resumed and last.is_file() else None
+    # DeepSpeed and sharded FSDP save a checkpoint as a directory of that name.
+    ckpt = str(last) if run.resumed and last.exists() else None
     if ckpt:
         log.info("Stage %s: resuming from %s", name, ckpt)
     with warnings.catch_warnings():
@@ -232,16 +242,36 @@ def _is_sharded(trainer: L.Trainer) -> bool:
     return not isinstance(trainer.strategy, SingleDeviceStrategy | DDPStrategy)
 
 
+def fit_and_save(
+    run: Run, plan: TrainPlan, name: str, model: PreTrainedModel, tokenizer: Any
+) -> PreTrainedModel:
+    """Train stage ``name``, save it to ``model/<name>/`` and free its trainer.
+
+    Returns:
+        The model holding the stage's weights: ``model`` itself, or after a sharded strategy
+        (whose wrapping changed ``model``) a fresh copy loaded from the saved directory.
+    """
+    hf_dir = run.dir / "model" / name
+    trainer = train_stage(run, name, plan.stages[name], model, tokenizer)
+    save_stage(run, trainer, model, tokenizer, hf_dir)
+    run.save_metrics()
+    sharded = _is_sharded(trainer)
+    # The trainer, its module and optimizer state sit in reference cycles: free them now,
+    # not whenever the cyclic collector runs, before the next stage or evaluation.
+    del trainer
+    release_memory()
+    if sharded:
+        barrier()  # every rank reads the full copy rank zero wrote
+        model, _ = plan.spec.load(packed=bool(run.cfg.data.get("packing", False)))
+        _load_weights(model, hf_dir)
+    return model
+
+
 def evaluate_stage(
     run: Run, plan: TrainPlan, name: str, model: PreTrainedModel, tokenizer: Any
 ) -> None:
-    """Score the stage on rank zero, once: a resumed run skips a stage scored before."""
+    """Score stage ``name`` with ``model`` (holding that stage's weights) and record it."""
     out_dir = run.dir / "eval" / name
-    if not plan.eval_settings.benchmarks or not run.is_global_zero:
-        return
-    if (out_dir / EVAL_DONE).is_file():
-        log.info("Stage %s was scored in an earlier attempt (%s)", name, out_dir)
-        return
     results = evaluate_model(
         model,
         tokenizer,
@@ -252,6 +282,26 @@ def evaluate_stage(
     )
     run.record_evaluation(name, results)
     (out_dir / EVAL_DONE).write_text("scored\n")
+    run.save_metrics()
+
+
+def place_for_generation(
+    model: PreTrainedModel, settings: EvalSettings, trainer_cfg: DictConfig
+) -> PreTrainedModel:
+    """Put the model where evaluation generates.
+
+    ``trainer.fit`` leaves the model on the CPU (Lightning's teardown moves it there). The
+    ``hf`` backend generates on ``eval.device``; for ``vllm`` the model stays on the CPU,
+    since the engine loads its own copy from the saved stage onto GPUs this process must
+    leave free.
+    """
+    if settings.backend != "hf":
+        return model.cpu()
+    device = resolve_device(
+        settings.device, trainer_cfg.get("accelerator", "auto"), trainer_cfg.get("devices")
+    )
+    log.info("Evaluating on %s", device)
+    return model.to(device)
 
 
 def _train(run: Run) -> None:
@@ -259,24 +309,29 @@ def _train(run: Run) -> None:
     plan = plan_run(cfg)
     model, tokenizer = plan.spec.load(packed=bool(cfg.data.get("packing", False)))
     _check_lengths(cfg, plan, model)
-    for name, stage in plan.stages.items():
-        hf_dir = run.dir / "model" / name
-        if (hf_dir / STAGE_DONE).is_file():
-            log.info("Stage %s finished in an earlier attempt; loading %s", name, hf_dir)
-            _load_weights(model, hf_dir)
-        else:
-            trainer = train_stage(run, name, stage, model, tokenizer)
-            save_stage(run, trainer, model, tokenizer, hf_dir)
-            if _is_sharded(trainer):
-                # The trained weights live in shards; continue (and evaluate) from the saved
-                # full copy on every rank.
-                barrier()
-                model, tokenizer = plan.spec.load(packed=bool(cfg.data.get("packing", False)))
-                _load_weights(model, hf_dir)
-            del trainer
+    names = list(plan.stages)
+    held: str | None = None  # the stage whose weights `model` holds (None: the base model's)
+    for index, name in enumerate(names):
+        if (run.dir / "model" / name / STAGE_DONE).is_file():
+            log.info("Stage %s finished in an earlier attempt (%s)", name, run.dir / "model" / name)
+            continue
+        previous = names[index - 1] if index else None
+        if previous is not None and held != previous:
+            _load_weights(model, run.dir / "model" / previous)
+        model = fit_and_save(run, plan, name, model, tokenizer)
+        held = name
+    leave_process_group()
+    if not run.is_global_zero or not plan.eval_settings.benchmarks:
+        return
+    for name in names:
+        if (run.dir / "eval" / name / EVAL_DONE).is_file():
+            log.info("Stage %s was scored in an earlier attempt", name)
+            continue
+        if held != name:
+            _load_weights(model, run.dir / "model" / name)
+            held = name
+        model = place_for_generation(model, plan.eval_settings, cfg.trainer)
         evaluate_stage(run, plan, name, model, tokenizer)
-        run.save_metrics()
-        barrier()
 
 
 def run_train(cfg: DictConfig) -> dict[str, Any]:

@@ -68,6 +68,30 @@ class SFTModule(L.LightningModule):
         self.model.train()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # Float32 buffers (RoPE's inverse frequencies) as loaded, restored after the
+        # precision plugin casts the whole module (see on_fit_start).
+        self._fp32_buffers = {
+            name: buffer.detach().clone()
+            for name, buffer in model.named_buffers()
+            if buffer.dtype == torch.float32
+        }
+
+    def on_fit_start(self) -> None:
+        """Put float32 buffers back to float32 once the strategy has set the module up.
+
+        ``precision=bf16-true`` (or 16-true) casts the module with ``.to(dtype)``, buffers
+        included, while ``from_pretrained(dtype=...)`` keeps RoPE's ``inv_freq`` in float32
+        (transformers #25681): rounded to bf16, the rotary angle at position p is off by up
+        to p × 2⁻⁹ × inv_freq, over a radian at CodeLlama's positions beyond 1,000, and the
+        saved model (the buffer is not saved) would run with other angles than it trained
+        with. The values restored are the ones the model was handed over with.
+        """
+        for name, original in self._fp32_buffers.items():
+            owner_name, _, attr = name.rpartition(".")
+            owner = self.model.get_submodule(owner_name)
+            current = getattr(owner, attr)
+            if current.dtype != torch.float32:
+                setattr(owner, attr, original.to(current.device))
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         if "position_ids" in batch:

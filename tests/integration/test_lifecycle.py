@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_module
+from helpers import TWO_TINY_STAGES, run_module
 
 from magicoder.lifecycle import Run, optimized_metric, run_app
 from magicoder.tracking.wandb_runs import read_run
@@ -70,14 +70,7 @@ def test_optimized_metric_reads_the_configured_key(tmp_path: Path, compose):
 
 def _ddp_two_stage(run_dir: Path, extra: list[str]) -> subprocess.CompletedProcess:
     args = [
-        "data=oss-then-evol",
-        "sources=embedded",
-        "sources.oss.max_files=25",
-        "sources.evol.max_files=25",
-        "data.stages.oss-instruct.max_seq_len=128",
-        "data.stages.evol-instruct.max_seq_len=128",
-        "data.batch_size=2",
-        "data.num_workers=0",
+        *TWO_TINY_STAGES,
         "strategy=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
@@ -97,7 +90,9 @@ def _ddp_two_stage(run_dir: Path, extra: list[str]) -> subprocess.CompletedProce
 
 
 @pytest.mark.slow
-def test_resumed_two_stage_ddp_run_evaluates_each_stage_once_on_rank_zero(tmp_path: Path):
+def test_resumed_two_stage_ddp_run_trains_each_stage_once_then_scores_each_on_rank_zero(
+    tmp_path: Path,
+):
     crash = [
         "+callbacks.crash._target_=crash_callback.CrashAtStep",
         "+callbacks.crash.step=2",
@@ -106,26 +101,24 @@ def test_resumed_two_stage_ddp_run_evaluates_each_stage_once_on_rank_zero(tmp_pa
     first = _ddp_two_stage(tmp_path / "first", crash)
     assert first.returncode != 0
     assert "simulated crash" in first.stdout + first.stderr
-    stage1 = tmp_path / "first" / "eval" / "oss-instruct" / "humaneval" / "results.json"
-    assert stage1.is_file()
-    scored_at = stage1.stat().st_mtime_ns
-    # Two ranks ran stage 1, one of them (rank 0) scored it.
-    output = first.stdout + first.stderr
-    assert output.count("humaneval: generating 2 completions") == 1, output[-4000:]
+    # Evaluation waits until every stage trained: no rank sits in a collective meanwhile.
+    assert (tmp_path / "first" / "model" / "oss-instruct" / "stage_done").is_file()
+    assert not (tmp_path / "first" / "eval").exists()
 
     second = _ddp_two_stage(tmp_path / "second", [f"ckpt_path={tmp_path / 'first'}"])
     assert second.returncode == 0, second.stderr[-4000:]
     output = second.stdout + second.stderr
-    # Stage 1 is neither retrained nor scored again; stage 2 is scored once.
+    # Stage 1 is not retrained; after stage 2, rank 0 alone scores both stages, once each.
     assert "Stage oss-instruct finished in an earlier attempt" in output
-    assert output.count("humaneval: generating 2 completions") == 1, output[-4000:]
-    assert stage1.stat().st_mtime_ns == scored_at
-    assert (tmp_path / "first" / "eval" / "evol-instruct" / "humaneval" / "results.json").is_file()
+    assert output.count("humaneval: generating 2 completions") == 2, output[-4000:]
+    for stage in ("oss-instruct", "evol-instruct"):
+        assert (tmp_path / "first" / "eval" / stage / "humaneval" / "results.json").is_file()
     assert not (tmp_path / "second" / "eval").exists()
     import json
 
     metrics = json.loads((tmp_path / "first" / "metrics.json").read_text())
-    assert "eval/oss-instruct/humaneval_plus/pass@1" in metrics  # kept from the first attempt
+    assert "train/oss-instruct/global_step" in metrics  # kept from the first attempt
+    assert "eval/oss-instruct/humaneval_plus/pass@1" in metrics
     assert "eval/evol-instruct/humaneval_plus/pass@1" in metrics
     assert metrics["train/evol-instruct/global_step"] == 3
 
