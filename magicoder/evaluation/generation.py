@@ -412,19 +412,26 @@ VLLM_DEFAULT_UTILIZATION = 0.9
 """vLLM's default ``gpu_memory_utilization``: the share of each GPU's memory it takes."""
 
 
-def check_free_gpu_memory(utilization: float, n_gpus: int = 1) -> None:
+def check_free_gpu_memory(
+    utilization: float, n_gpus: int = 1, wait_seconds: float = 120.0, poll_seconds: float = 2.0
+) -> None:
     """Refuse to start vLLM where its GPUs are not free enough, naming what to do.
 
     vLLM takes ``utilization`` of each GPU's total memory and refuses to start (after
-    minutes of loading, with a message about its profiling) when less is free. Training
-    memory of this process is released before evaluation; what remains is held elsewhere.
+    minutes of loading, with a message about its profiling) when less is free. This
+    process's training memory is released before evaluation, and the other ranks of a
+    distributed run exit once training ends; their memory is waited for up to
+    ``wait_seconds``, since they may still be exiting.
 
     Args:
         utilization: ``gpu_memory_utilization`` the engine will be given.
         n_gpus: ``tensor_parallel_size``: the first ``n_gpus`` visible GPUs are checked.
+        wait_seconds: How long to wait for memory held by other processes to be freed.
+        poll_seconds: Time between looks.
 
     Raises:
-        RuntimeError: When fewer GPUs are visible than asked for, or one has too little free.
+        RuntimeError: When fewer GPUs are visible than asked for, or one is still short of
+            free memory after the wait.
     """
     if not torch.cuda.is_available():
         return  # vLLM itself says it needs a GPU
@@ -433,8 +440,13 @@ def check_free_gpu_memory(utilization: float, n_gpus: int = 1) -> None:
             f"+eval.vllm_args.tensor_parallel_size={n_gpus} but {torch.cuda.device_count()} "
             "GPU(s) are visible; lower it or make more GPUs visible (CUDA_VISIBLE_DEVICES)."
         )
+    deadline = time.monotonic() + wait_seconds
     for index in range(n_gpus):
         free, total = torch.cuda.mem_get_info(index)
+        while free < utilization * total and time.monotonic() < deadline:
+            logger.info("Waiting for GPU %d to be freed (%.1f GiB free)", index, free / 2**30)
+            time.sleep(poll_seconds)
+            free, total = torch.cuda.mem_get_info(index)
         if free < utilization * total:
             raise RuntimeError(
                 f"vLLM needs {utilization:.0%} of GPU {index}'s memory free, but "

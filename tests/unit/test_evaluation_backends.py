@@ -13,12 +13,15 @@ import types
 from typing import Any
 
 import pytest
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from magicoder.evaluation import generation
 from magicoder.evaluation.generation import (
     VllmGenerator,
     check_backend,
+    check_free_gpu_memory,
     completion_generator,
     vllm_engine_args,
     vllm_sampling_args,
@@ -142,3 +145,46 @@ def test_completion_generator_rejects_bad_backends(monkeypatch, tokenizer):
     nameless = types.SimpleNamespace(name_or_path="", dtype="torch.float32")
     with pytest.raises(ValueError, match="save_pretrained"):
         completion_generator("vllm", nameless, tokenizer, batch_size=1, max_new_tokens=4)
+
+
+def _gpus(monkeypatch, free_per_look: list[float], total: float = 100.0, count: int = 1):
+    """Pretend CUDA is there; GPU memory reads return ``free_per_look`` in turn (GiB)."""
+    looks = iter(free_per_look)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(
+        torch.cuda, "mem_get_info", lambda index: (next(looks) * 2**30, total * 2**30)
+    )
+    monkeypatch.setattr(generation.time, "sleep", lambda seconds: None)
+
+
+def test_vllm_waits_for_a_gpu_that_another_rank_is_still_freeing(monkeypatch):
+    _gpus(monkeypatch, [10.0, 30.0, 95.0])
+    check_free_gpu_memory(0.9, wait_seconds=60)  # free at the third look
+
+
+def test_vllm_refuses_a_busy_gpu_with_the_setting_that_fits(monkeypatch):
+    _gpus(monkeypatch, [40.0] * 3)
+    with pytest.raises(RuntimeError, match=r"gpu_memory_utilization=0\.35"):
+        check_free_gpu_memory(0.9, wait_seconds=0)
+
+
+def test_vllm_tensor_parallel_needs_that_many_visible_gpus(monkeypatch):
+    _gpus(monkeypatch, [100.0], count=1)
+    with pytest.raises(RuntimeError, match="tensor_parallel_size=2 but 1 GPU"):
+        check_free_gpu_memory(0.9, n_gpus=2)
+
+
+def test_vllm_engine_is_shut_down_when_evaluation_closes_it(monkeypatch, tokenizer):
+    calls: dict[str, list[Any]] = {"engines": [], "generate": []}
+    fake = _fake_vllm(calls)
+    shutdowns: list[str] = []
+    fake.LLM.shutdown = lambda self: shutdowns.append("engine")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    model = types.SimpleNamespace(name_or_path="/cache/tiny", dtype="torch.float32")
+    generate = completion_generator("vllm", model, tokenizer, batch_size=1, max_new_tokens=4)
+    generate.close()  # never started: nothing to shut down
+    assert shutdowns == []
+    generate(["abc"])
+    generate.close()
+    assert shutdowns == ["engine"] and generate._llm is None
