@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper's four models. Each magicoder-s-* run trains OSS-Instruct-75K, then
-# Evol-Instruct-110K, and scores after each stage: stage oss-instruct is Magicoder-{CL,DS},
+# Evol-Instruct-110K, and scores each stage once both are trained: stage oss-instruct is Magicoder-{CL,DS},
 # stage evol-instruct is Magicoder-S-{CL,DS}. Two runs give all four rows.
 #   SCALE=gpu experiments/paper-models/run.sh      # 2 GPUs (bf16, flash-attn) + hub, ~2 days per run
 #   SCALE=laptop experiments/paper-models/run.sh   # the same two-stage path, tiny model, CPU
