@@ -165,6 +165,8 @@ def validate_config(cfg: DictConfig) -> None:
     """
     _check_declared_keys(cfg, "")
     _check_recipe(cfg)
+    _check_strategy(cfg)
+    _check_finetune(cfg)
     for key, ok, allowed in _RULES:
         _check(key, _select(cfg, key), ok, allowed)
     min_lines, max_lines = _select(cfg, "seeds.min_lines"), _select(cfg, "seeds.max_lines")
@@ -203,6 +205,141 @@ def _check_recipe(cfg: DictConfig) -> None:
             "15 warmup steps, global batch 512, bf16, 2 epochs, eval.protocol=magicoder-paper), "
             "or use a preset that builds on it, e.g. experiment=paper-recipe or "
             "experiment=magicoder-ds."
+        )
+
+
+FSDP_TARGET = "magicoder.training.strategies.fsdp"
+DEEPSPEED_TARGET = "lightning.pytorch.strategies.DeepSpeedStrategy"
+
+
+def _is_adafactor(target: Any) -> bool:
+    """Whether an optimizer ``_target_`` names an Adafactor (transformers' or torch's)."""
+    return isinstance(target, str) and target.rpartition(".")[2] == "Adafactor"
+
+
+def _check_strategy(cfg: DictConfig) -> None:
+    """Refuse strategy settings under which the run would save a wrong model or train with
+    another optimizer than the config names.
+
+    The training app saves the Hugging Face model from
+    ``trainer.strategy.lightning_module_state_dict()`` and builds the optimizer from
+    ``conf/optimizer`` (a client optimizer, in DeepSpeed's terms); each refusal below is a
+    combination where one of the two silently goes wrong on GPUs, found only after training.
+
+    Raises:
+        ValueError: Naming the key, its value, why it cannot work, and what to use instead.
+    """
+    target = _select(cfg, "strategy._target_")
+    optimizer = _select(cfg, "optimizer._target_")
+    if target == FSDP_TARGET:
+        state_dict_type = _select(cfg, "strategy.state_dict_type")
+        if state_dict_type == "sharded":
+            # Under SHARDED_STATE_DICT, FSDP's state_dict() returns each rank's local shards
+            # only (ShardedTensor/DTensor values), so rank zero's save_pretrained would write
+            # its own shard as if it were the model.
+            raise ValueError(
+                "strategy.state_dict_type='sharded' is not allowed: the run saves the Hugging "
+                "Face model (model/<stage>/) from trainer.strategy.lightning_module_state_dict(), "
+                "which under a sharded state dict holds only this rank's shard of each weight, "
+                "so the saved model would be rank 0's shard. Use strategy.state_dict_type=full."
+            )
+        if state_dict_type is not _ABSENT and state_dict_type != "full":
+            raise ValueError(
+                f"strategy.state_dict_type={state_dict_type!r} is not allowed: use full"
+            )
+        sharding = _select(cfg, "strategy.sharding_strategy")
+        if _is_adafactor(optimizer) and sharding != "NO_SHARD":
+            # torch FSDP (FSDP1, as Lightning's FSDPStrategy wraps it) flattens each unit's
+            # parameters into one FlatParameter and, for every sharded strategy, gives each
+            # rank a 1-D slice of it; with use_orig_params=True (Lightning's default) the
+            # original parameters become 1-D views of that slice
+            # (FlatParamHandle._use_sharded_views), empty where the weight lies on another
+            # rank. Adafactor factors second moments only for parameters of 2+ dims, so it
+            # would keep full, unfactored moments, and clip each update by the RMS of a slice.
+            raise ValueError(
+                f"strategy.sharding_strategy={sharding!r} with optimizer._target_={optimizer!r} "
+                "is not allowed: a sharded FSDP strategy hands the optimizer each weight as a "
+                "1-D slice of a flattened parameter, so Adafactor keeps unfactored second "
+                "moments and clips updates per slice, which is not the paper's optimizer. Use "
+                "strategy=ddp (the paper's), strategy.sharding_strategy=NO_SHARD, or "
+                "optimizer=adamw."
+            )
+    if target == DEEPSPEED_TARGET:
+        stage = _select(cfg, "strategy.stage")
+        if stage == 3:
+            # DeepSpeedStrategy inherits Strategy.lightning_module_state_dict(), a plain
+            # module.state_dict(); under ZeRO-3 each parameter's data is an empty placeholder
+            # outside a GatheredParameters context.
+            raise ValueError(
+                "strategy.stage=3 is not allowed: Lightning's DeepSpeedStrategy does not gather "
+                "ZeRO-3 partitioned parameters in lightning_module_state_dict(), from which the "
+                "run saves the Hugging Face model, so model/<stage>/ would hold empty "
+                "placeholders. Use strategy=fsdp (full state dict) or strategy.stage=1 or 2."
+            )
+        if _select(cfg, "strategy.offload_optimizer") is True:
+            # DeepSpeed's zero_force_ds_cpu_optimizer defaults to true and Lightning does not
+            # set it: deepspeed.initialize raises on a client optimizer with ZeRO-Offload.
+            raise ValueError(
+                "strategy.offload_optimizer=True is not allowed: DeepSpeed refuses a client "
+                "optimizer (the run's comes from conf/optimizer) with ZeRO-Offload unless "
+                "zero_force_ds_cpu_optimizer is false, which this config does not set. Use "
+                "strategy.offload_optimizer=false, or strategy=fsdp to shard optimizer state."
+            )
+        if _is_adafactor(optimizer):
+            # ZeRO (every stage) hands the client optimizer flat fp32 partitions, one 1-D
+            # tensor per parameter group and rank, instead of the model's weights.
+            raise ValueError(
+                f"strategy=deepspeed with optimizer._target_={optimizer!r} is not allowed: "
+                "ZeRO flattens the parameters into 1-D partitions before the optimizer sees "
+                "them, so Adafactor's factored second moments (per row and column of each 2-D "
+                "weight) become unfactored ones and updates are clipped per partition, which "
+                "is not the paper's optimizer. Use strategy=ddp (the paper's) or optimizer=adamw."
+            )
+
+
+FINETUNE_MODES = ("full", "lora", "qlora")
+FINETUNE_STAGE_INITS = ("adapters", "merged")
+
+
+def _check_finetune(cfg: DictConfig) -> None:
+    """Refuse finetune settings that cannot train, before anything loads.
+
+    QLoRA's base weights are bitsandbytes 4-bit tensors: FSDP shards parameters by
+    flattening them (which needs ``bnb_4bit_quant_storage`` set to the compute dtype and a
+    mixed-precision setup this config does not make), and DeepSpeed ZeRO partitions them
+    likewise; a run with either would fail or silently train other weights on GPUs.
+
+    Raises:
+        ValueError: Naming the key, its value, and what to use instead.
+    """
+    mode = _select(cfg, "finetune.mode")
+    if mode is _ABSENT:
+        return
+    _check("finetune.mode", mode, lambda v: v in FINETUNE_MODES, f"one of {FINETUNE_MODES}")
+    stage_init = _select(cfg, "finetune.stage_init")
+    _check(
+        "finetune.stage_init",
+        stage_init,
+        lambda v: v in FINETUNE_STAGE_INITS,
+        f"one of {FINETUNE_STAGE_INITS}",
+    )
+    if mode == "full":
+        return
+    for key, ok, allowed in (
+        ("finetune.r", _int_at_least(1), "an integer >= 1"),
+        ("finetune.alpha", _positive, "a number > 0"),
+        ("finetune.dropout", _fraction, "a number in [0, 1)"),
+    ):
+        _check(key, _select(cfg, key), ok, allowed)
+    target = _select(cfg, "strategy._target_")
+    if mode == "qlora" and target in (FSDP_TARGET, DEEPSPEED_TARGET):
+        name = "fsdp" if target == FSDP_TARGET else "deepspeed"
+        raise ValueError(
+            f"finetune=qlora with strategy={name} is not allowed: the 4-bit base weights "
+            "would be sharded (FSDP needs bnb_4bit_quant_storage in the compute dtype and a "
+            "matching mixed-precision policy; ZeRO partitions them the same way), which this "
+            "config does not set up. QLoRA is for one GPU: use strategy=auto (one device) or "
+            f"strategy=ddp (one full 4-bit copy per GPU), or finetune=lora with strategy={name}."
         )
 
 

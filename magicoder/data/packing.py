@@ -12,7 +12,9 @@ model then needs attention confined to each example:
 - SDPA: the same flattened row, with :data:`PACKED_SDPA` as the attention implementation:
   it runs ``scaled_dot_product_attention`` causally on each example's slice, so neither
   padding nor the cross-example blocks of a mask cost anything (calls without sequence
-  boundaries, such as generation, go to transformers' own SDPA unchanged). Where
+  boundaries, such as generation, go to transformers' own SDPA unchanged). The slices are
+  cut at host ints computed once per micro-batch (:data:`PACKED_BOUNDS`), so the GPU is not
+  waited on once per layer. Where
   transformers has no attention registry, a block mask is used as for eager.
 - Eager (and SDPA given ``attn_implementation="sdpa"`` explicitly here): a 4D block-diagonal
   causal mask of shape (batch, 1, L, L) is passed as ``attention_mask``; transformers uses a
@@ -35,6 +37,12 @@ from magicoder.data.sft import IGNORE_INDEX
 
 PACKED_SDPA = "magicoder_packed_sdpa"
 """Attention implementation name of :func:`packed_sdpa_attention` (see :func:`use_packed_sdpa`)."""
+
+PACKED_BOUNDS = "packed_seq_bounds"
+"""Model keyword carrying the example boundaries to :func:`packed_sdpa_attention` as Python
+ints. transformers hands every keyword of the model's forward that it does not know, untouched,
+through each decoder layer to the attention function (``**kwargs: TransformersKwargs``), as it
+does ``cu_seq_lens_q``; ints already on the host cost no device-to-host copy per layer."""
 
 # Attention implementations that take the block-diagonal mask, and how they read it.
 _BOOL_MASK_IMPLEMENTATIONS = ("sdpa",)
@@ -205,21 +213,34 @@ def varlen_inputs(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         FlashAttention boundaries ``cu_seq_lens_q``/``cu_seq_lens_k`` (int32 cumulative
         lengths, starting at 0) and ``max_length_q``/``max_length_k`` (longest example).
     """
-    keep = batch["attention_mask"].bool()
-    position_ids = batch["position_ids"][keep]
+    return _flatten(batch)[0]
+
+
+def _flatten(batch: dict[str, torch.Tensor]) -> tuple[dict[str, Any], list[int]]:
+    """:func:`varlen_inputs`, and its boundaries as Python ints.
+
+    Three device-to-host waits per micro-batch, whatever the model's depth: the kept
+    positions (one ``nonzero`` serves every field, where a boolean index would wait once
+    per field), the example starts, and the boundaries (``max_length`` derives from them).
+    """
+    keep = torch.nonzero(batch["attention_mask"].flatten()).flatten()
+    position_ids = batch["position_ids"].flatten()[keep]
     starts = torch.nonzero(position_ids == 0).flatten()
-    total = torch.tensor([position_ids.numel()], device=starts.device)
-    cu_seq_lens = torch.cat([starts, total]).to(torch.int32)
-    max_length = int(cu_seq_lens.diff().max())
-    return {
-        "input_ids": batch["input_ids"][keep][None],
-        "labels": batch["labels"][keep][None],
+    # new_full fills on the device; torch.tensor(..., device=...) would copy, and wait.
+    cu_seq_lens = torch.cat([starts, starts.new_full((1,), position_ids.numel())])
+    cu_seq_lens = cu_seq_lens.to(torch.int32)
+    bounds = cu_seq_lens.tolist()
+    max_length = max(end - start for start, end in zip(bounds[:-1], bounds[1:], strict=True))
+    inputs = {
+        "input_ids": batch["input_ids"].flatten()[keep][None],
+        "labels": batch["labels"].flatten()[keep][None],
         "position_ids": position_ids[None],
         "cu_seq_lens_q": cu_seq_lens,
         "cu_seq_lens_k": cu_seq_lens,
         "max_length_q": max_length,
         "max_length_k": max_length,
     }
+    return inputs, bounds
 
 
 def is_varlen_implementation(attn_implementation: str) -> bool:
@@ -236,6 +257,7 @@ def packed_sdpa_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     cu_seq_lens_q: torch.Tensor | None = None,
+    packed_seq_bounds: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """SDPA per packed example; transformers' SDPA for everything else.
@@ -244,6 +266,10 @@ def packed_sdpa_attention(
     each example's slice attends causally to itself only, through the fused kernels that
     ``is_causal`` enables; ``attention_mask`` is then unused. Without it, the call is
     transformers' ``sdpa_attention_forward`` with the mask it was given.
+
+    The slices are cut at ``packed_seq_bounds`` (:data:`PACKED_BOUNDS`, which
+    :func:`packed_model_inputs` passes), host ints computed once per micro-batch; only a
+    caller that gives ``cu_seq_lens_q`` alone pays a device-to-host copy, in every layer.
 
     Args:
         module: The attention layer (for its key/value head grouping).
@@ -254,6 +280,7 @@ def packed_sdpa_attention(
         dropout: Attention dropout probability.
         scaling: Score scale (None: 1/sqrt(head dim)).
         cu_seq_lens_q: Cumulative example lengths, starting at 0.
+        packed_seq_bounds: The same boundaries as Python ints.
         **kwargs: Passed on to transformers' SDPA.
 
     Returns:
@@ -268,7 +295,7 @@ def packed_sdpa_attention(
     assert query.shape[0] == 1, "packed inputs are flattened into one row"
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    bounds = cu_seq_lens_q.tolist()
+    bounds = cu_seq_lens_q.tolist() if packed_seq_bounds is None else packed_seq_bounds
     parts = [
         F.scaled_dot_product_attention(
             query[:, :, start:end],
@@ -330,15 +357,18 @@ def packed_model_inputs(
 
     Returns:
         The keyword arguments for the model's forward (without labels) and the labels,
-        shaped like the ``input_ids`` passed.
+        shaped like the ``input_ids`` passed. For :data:`PACKED_SDPA` the keywords also
+        hold the boundaries as host ints (:data:`PACKED_BOUNDS`), so no layer copies them.
 
     Raises:
         ValueError: For an attention implementation that can keep packed examples apart
             neither by a 4D mask nor by sequence boundaries.
     """
     if is_varlen_implementation(attn_implementation):
-        flat = varlen_inputs(batch)
+        flat, bounds = _flatten(batch)
         labels = flat.pop("labels")
+        if attn_implementation == PACKED_SDPA:  # FlashAttention gets exactly its own keywords
+            flat[PACKED_BOUNDS] = bounds
         return flat, labels
     common = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
     allowed = block_causal_mask(batch["segment_ids"])

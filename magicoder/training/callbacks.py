@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
@@ -16,6 +17,87 @@ from magicoder.progress import Progress, is_terminal
 log = logging.getLogger(__name__)
 
 
+def _is_deepspeed(strategy: Any) -> bool:
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    return isinstance(strategy, DeepSpeedStrategy)
+
+
+def _grads_are_sharded(strategy: Any) -> bool:
+    """Whether each rank holds only a shard of the gradients (plain tensors, not DTensors).
+
+    True for Lightning's FSDPStrategy (torch FSDP1) under every sharding strategy but
+    NO_SHARD: after backward each rank's ``p.grad`` is a 1-D view of its slice of the
+    reduce-scattered flat gradient (None where a weight lies wholly on another rank). Under
+    DDP, NO_SHARD and a single device the gradients are all-reduced, whole on every rank.
+    """
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    if not isinstance(strategy, FSDPStrategy):
+        return False
+    sharding = strategy.sharding_strategy
+    return getattr(sharding, "name", str(sharding)) != "NO_SHARD"
+
+
+def _shard_replicas(strategy: Any) -> int:
+    """How many ranks hold each gradient shard under a sharded FSDP strategy.
+
+    One, except under hybrid sharding: it shards within each shard group (a node) and
+    replicates across them, so a sum over every rank counts each shard once per group.
+    """
+    sharding = strategy.sharding_strategy
+    if getattr(sharding, "name", str(sharding)) not in ("HYBRID_SHARD", "_HYBRID_SHARD_ZERO2"):
+        return 1
+    group = getattr(strategy.model, "process_group", None)  # the root FSDP unit's shard group
+    return torch.distributed.get_world_size() // torch.distributed.get_world_size(group)
+
+
+def global_grad_norm(
+    parameters: Iterable[torch.nn.Parameter], strategy: Any
+) -> torch.Tensor | None:
+    """The L2 norm of the whole model's gradient, the same on every rank.
+
+    - DDP, a single device, FSDP's NO_SHARD: gradients are whole on every rank (all-reduced
+      before this is called), so the local norm is the global one.
+    - FSDP with a sharded strategy (:func:`_grads_are_sharded`): each rank's sum of squares
+      over its shard, summed over ranks with ``strategy.reduce`` (every rank takes part,
+      even one whose shard holds no gradient), divided by :func:`_shard_replicas`.
+    - DTensor gradients (Lightning's ModelParallelStrategy: FSDP2, tensor parallelism):
+      ``torch.nn.utils.get_total_norm``, whose DTensor result knows its own sharding and
+      replication, made whole with ``full_tensor()``.
+    - DeepSpeed: None, since ``p.grad`` does not hold ZeRO's gradients (see
+      :class:`TrainMetrics` for where its norm comes from).
+
+    Args:
+        parameters: The module's parameters (after backward, before the optimizer step).
+        strategy: ``trainer.strategy``.
+
+    Returns:
+        A float32 scalar tensor, or None when no parameter has a gradient (or DeepSpeed).
+    """
+    if _is_deepspeed(strategy):
+        return None
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
+    if torch.distributed.is_available():
+        from torch.distributed.tensor import DTensor
+
+        if any(isinstance(g, DTensor) for g in grads):
+            norm = torch.nn.utils.get_total_norm([g.float() for g in grads])
+            return norm.full_tensor() if isinstance(norm, DTensor) else norm
+    if _grads_are_sharded(strategy):
+        device = grads[0].device if grads else strategy.root_device
+        squares = torch.zeros((), dtype=torch.float32, device=device)
+        for g in grads:
+            squares += torch.linalg.vector_norm(g, dtype=torch.float32).square()
+        total = strategy.reduce(squares, reduce_op="sum") / _shard_replicas(strategy)
+        return total.sqrt()
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) for g in grads])
+    )
+
+
 class TrainMetrics(L.Callback):
     """Logs ``train/lr``, ``train/grad_norm``, ``train/tokens_per_sec``, ``train/tokens`` and
     ``train/pad_fraction``.
@@ -24,6 +106,14 @@ class TrainMetrics(L.Callback):
     over ranks, per second of wall time between optimizer steps, so padding never inflates
     it. The pad fraction is the share of the step's token slots (batch × length of each
     micro-batch) that hold padding, with or without packing.
+
+    ``train/grad_norm`` is the L2 norm of the whole model's gradient, the same number on
+    every rank, before any clipping (see :func:`global_grad_norm`). Under DeepSpeed the
+    gradients live in ZeRO's partitions, not in ``p.grad``, and the engine computes their
+    global norm only inside its ``step()``, after ``on_before_optimizer_step`` (at that hook
+    ``get_global_grad_norm()`` still holds the previous step's norm, or None); the norm is
+    therefore read from the engine after the step, in ``on_train_batch_end``, once per step
+    the engine applies.
     """
 
     def __init__(self) -> None:
@@ -32,6 +122,7 @@ class TrainMetrics(L.Callback):
         self._tokens_total = 0
         self._last_step_time: float | None = None
         self._last_global_step = -1
+        self._deepspeed_steps: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A run resumed mid-epoch gets no on_train_epoch_start for that epoch.
@@ -51,6 +142,8 @@ class TrainMetrics(L.Callback):
         batch: dict[str, torch.Tensor],
         batch_idx: int,
     ) -> None:
+        if _is_deepspeed(trainer.strategy):
+            self._log_deepspeed_grad_norm(trainer, pl_module)
         mask = batch["attention_mask"]
         counts = torch.stack([mask.sum(), torch.tensor(mask.numel(), device=mask.device)])
         if trainer.world_size > 1:
@@ -76,13 +169,27 @@ class TrainMetrics(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if grads:
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads])
-            )
+        norm = global_grad_norm(pl_module.parameters(), trainer.strategy)
+        if norm is not None:
             pl_module.log("train/grad_norm", norm, on_step=True)
         pl_module.log("train/lr", optimizer.param_groups[0]["lr"], on_step=True)
+
+    def _log_deepspeed_grad_norm(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Log the global norm DeepSpeed computed in the step it last applied, once per step.
+
+        Lightning calls the engine's ``step()`` on every micro-batch (DeepSpeed accumulates
+        itself); the engine counts in ``global_steps`` the steps it applied, and sets the
+        norm returned by ``get_global_grad_norm()`` in each of them.
+        """
+        strategy: Any = trainer.strategy  # a DeepSpeedStrategy
+        engine = strategy.deepspeed_engine
+        steps = getattr(engine, "global_steps", None)
+        if steps is None or steps == self._deepspeed_steps:
+            return
+        self._deepspeed_steps = steps
+        norm = engine.get_global_grad_norm()
+        if norm is not None:
+            pl_module.log("train/grad_norm", float(norm), on_step=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"tokens_total": self._tokens_total}

@@ -29,9 +29,20 @@ def fsdp(
     state_dict_type: str = "full",
     **kwargs: Any,
 ) -> Any:
-    """An FSDP strategy wrapping each decoder layer (given by dotted class path) as a unit."""
+    """An FSDP strategy wrapping each decoder layer (given by dotted class path) as a unit.
+
+    The training app refuses ``state_dict_type="sharded"`` at compose time (see
+    :func:`magicoder.config.validate_config`): it saves the Hugging Face model from the
+    strategy's state dict, which would then hold one rank's shard.
+
+    Raises:
+        ValueError: For a ``state_dict_type`` other than ``full`` or ``sharded``, or a layer
+            class that cannot be imported.
+    """
     from lightning.pytorch.strategies import FSDPStrategy
 
+    if state_dict_type not in ("full", "sharded"):
+        raise ValueError(f"strategy.state_dict_type={state_dict_type!r} is not allowed: use full")
     classes = {_import(c) for c in layer_classes}
     options: dict[str, Any] = {"sharding_strategy": sharding_strategy, **kwargs}
     return FSDPStrategy(
