@@ -65,7 +65,33 @@ Guidelines for each section:
 OSS_INSTRUCT_PROMPT_VERSION = "oss-instruct-v1"
 """The version of the pair above, the default of ``magicoder-generate``'s ``prompt`` key."""
 
+# Execution-verified OSS-Instruct (our text, not the paper's): the teacher also writes tests,
+# so ``magicoder-curate steps=[...,execute]`` can keep only solutions that pass them (the
+# approach of SelfCodeAlign and KodCode). The paper's prompt stays the default.
+OSS_INSTRUCT_TESTS_USER_PROMPT = """Please gain inspiration from the following random code snippet to create a high-quality programming problem, a solution to it, and tests that check the solution. Present your output in three distinct sections: [Problem Description], [Solution] and [Tests].
+
+Code snippet for inspiration:
+```
+{code}
+```
+
+Guidelines for each section:
+
+1. [Problem Description]: This should be **completely self-contained**, providing all the contextual information one needs to understand and solve the problem. Assume common programming knowledge, but ensure that any specific context, variables, or code snippets pertinent to this problem are explicitly included. Name the functions or classes the solution must define.
+
+2. [Solution]: Offer a comprehensive, **correct** solution that accurately addresses the [Problem Description] you provided, as one code block that defines everything the problem asks for.
+
+3. [Tests]: One code block, in the language of the solution, that tests it with assertions (in Python: plain `assert` statements). It runs directly after the solution's code in the same file, so it must not import or redefine the solution. It must be deterministic, need no input, files or network, and finish within a few seconds."""
+"""The user message of the verified version; ``{code}`` is the seed snippet."""
+
+OSS_INSTRUCT_TESTS_PROMPT_VERSION = "oss-instruct-tests-v1"
+"""The version asking for problem, solution and tests (``prompt=oss-instruct-tests-v1``)."""
+
 GENERATION_PROMPTS: dict[str, tuple[str, str]] = {
     OSS_INSTRUCT_PROMPT_VERSION: (OSS_INSTRUCT_SYSTEM_PROMPT, OSS_INSTRUCT_USER_PROMPT),
+    OSS_INSTRUCT_TESTS_PROMPT_VERSION: (OSS_INSTRUCT_SYSTEM_PROMPT, OSS_INSTRUCT_TESTS_USER_PROMPT),
 }
 """Generation prompt versions: version -> (system prompt, user prompt with ``{code}``)."""
+
+PROMPTS_WITH_TESTS = frozenset({OSS_INSTRUCT_TESTS_PROMPT_VERSION})
+"""Versions whose responses carry a ``[Tests]`` section (parsed into the row's ``tests``)."""

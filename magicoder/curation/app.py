@@ -48,7 +48,7 @@ from magicoder.progress import Progress
 
 log = logging.getLogger(__name__)
 
-STEPS = ("exact_dedup", "copied_code", "near_dedup", "decontaminate")
+STEPS = ("exact_dedup", "copied_code", "near_dedup", "decontaminate", "execute")
 INPUT_FIELDS: dict[str, tuple[str, str, str | None]] = {
     "oss_instruct": ("problem", "solution", "seed"),
     "instruction": ("instruction", "response", None),
@@ -165,11 +165,36 @@ def _steps(cfg: DictConfig, fields: tuple[str, str, str | None]) -> dict[str, Ca
                 rejected.append(reject(row, "decontaminate", reason, matched=match.describe()))
         return kept, rejected
 
+    def execute(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        from magicoder.curation.execute import execute_rows, merge_caches
+
+        c = cfg.execute
+        cache_path = Path(c.cache_path or Path(cfg.output_dir) / "execute-cache.jsonl")
+        if c.merge_from:
+            merge_caches([Path(p) for p in c.merge_from] + [cache_path], cache_path)
+        kept, failed, funnel = execute_rows(
+            rows,
+            cache_path=cache_path,
+            sandbox=c.sandbox,
+            timeout=c.timeout,
+            shard=c.shard,
+            n_workers=c.n_workers,
+            solution_field=solution,
+        )
+        execute.funnel = funnel  # type: ignore[attr-defined]
+        rejected = [
+            reject({k: v for k, v in row.items() if k not in ("reason", "output")}, "execute",
+                   row["reason"], output=row["output"])
+            for row in failed
+        ]  # fmt: skip
+        return kept, rejected
+
     return {
         "exact_dedup": exact,
         "copied_code": copied,
         "near_dedup": near,
         "decontaminate": decontaminate,
+        "execute": execute,
     }
 
 
@@ -186,6 +211,15 @@ def _summary_markdown(summary: dict[str, Any]) -> str:
             {"benchmark": b, "rows dropped": n} for b, n in summary["decontaminated_by"].items()
         ]
         tables.append(markdown_table(["benchmark", "rows dropped"], rows))
+    for step in summary["steps"]:
+        if "funnel" in step:  # execute: rows in -> with tests -> passing
+            funnel = step["funnel"]
+            rows = [
+                {"lang": lang, "in": c.get("in", 0), "with tests": c.get("with_tests", 0),
+                 "passing": c.get("passed", 0)}
+                for lang, c in {**funnel["by_lang"], "all": funnel}.items()
+            ]  # fmt: skip
+            tables.append(markdown_table(["lang", "in", "with tests", "passing"], rows))
     return "\n".join(tables)
 
 
@@ -248,6 +282,8 @@ def curate_rows(cfg: DictConfig, raw: list[Row]) -> tuple[list[Row], list[Row], 
             before = rows
             rows, dropped = step(rows)
             summaries.append(_step_summary(name, before, rows, dropped))
+            if hasattr(step, "funnel"):  # execute: rows in -> with tests -> passing, per language
+                summaries[-1]["funnel"] = step.funnel
             rejected += dropped
             log.info("%s: %d → %d rows", name, len(before), len(rows))
             progress.update(1, rows=len(rows))

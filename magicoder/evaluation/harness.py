@@ -37,6 +37,7 @@ from magicoder.evaluation.scoring import Scorer, pass_at_1
 from magicoder.io import write_jsonl
 from magicoder.prompts import CODE_FENCE, format_prompt
 from magicoder.provenance import provenance
+from magicoder.sandbox import MODES as SANDBOX_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class EvalSettings:
             ``$MAGICODER_CACHE/groundtruth``.
         min_time_limit: EvalPlus's minimum seconds per test input.
         gt_time_limit_factor: EvalPlus's time limit as a multiple of the reference time.
+        sandbox: Where the programs run (:mod:`magicoder.sandbox`): "auto" (bubblewrap when it
+            works here, else evalplus's guard with a warning), "bwrap" (required) or "none".
         backend: "hf" (transformers ``generate``) or "vllm" (GPU, needs the vllm package).
         vllm_args: Extra ``vllm.LLM`` arguments for the vllm backend.
         device: Where the ``hf`` backend generates: "auto" (see :func:`resolve_device`),
@@ -85,6 +88,7 @@ class EvalSettings:
     groundtruth_dir: str | None = None
     min_time_limit: float = DEFAULT_MIN_TIME_LIMIT
     gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR
+    sandbox: str = "auto"
     backend: str = "hf"
     vllm_args: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
@@ -126,6 +130,10 @@ class EvalSettings:
             raise ValueError(f"eval.limit={self.limit!r} must be >= 1, or null for all tasks.")
         if self.n_workers is not None and self.n_workers < 1:
             raise ValueError(f"eval.n_workers={self.n_workers!r} must be >= 1, or null.")
+        if self.sandbox not in SANDBOX_MODES:
+            raise ValueError(
+                f"eval.sandbox={self.sandbox!r} is unknown; use one of {list(SANDBOX_MODES)}."
+            )
         if self.min_time_limit <= 0 or self.gt_time_limit_factor <= 0:
             raise ValueError(
                 f"eval.min_time_limit={self.min_time_limit!r} and eval.gt_time_limit_factor="
@@ -333,6 +341,7 @@ def _write_results(
         "provenance": provenance(),
         "scoring": {
             "n_workers": settings.n_workers,
+            "sandbox": settings.sandbox,
             "min_time_limit": settings.min_time_limit,
             "gt_time_limit_factor": settings.gt_time_limit_factor,
         },
@@ -423,7 +432,9 @@ def evaluate_model(
     with contextlib.ExitStack() as stack:
         stack.callback(getattr(generate, "close", lambda: None))
         if scorer is None:
-            scorer = stack.enter_context(Scorer(settings.n_workers, settings.groundtruth_dir))
+            scorer = stack.enter_context(
+                Scorer(settings.n_workers, settings.groundtruth_dir, settings.sandbox)
+            )
         return [
             _generate_and_score(
                 benchmarks[name], generate, settings, out_dir / name, model_info, scorer
@@ -521,7 +532,7 @@ def evaluate_samples(
     settings = settings or EvalSettings(benchmarks=[benchmark.name])
     assert isinstance(settings.sanitize, dict)
     samples = _read_samples(samples_path, benchmark, settings.sanitize[benchmark.name])
-    with Scorer(settings.n_workers, settings.groundtruth_dir) as scorer:
+    with Scorer(settings.n_workers, settings.groundtruth_dir, settings.sandbox) as scorer:
         return _finish(
             scorer,
             benchmark,

@@ -15,10 +15,20 @@ guard. Because these workers are lean, evalplus's 4 GiB address-space cap per sa
 (``EVALPLUS_MAX_MEMORY_BYTES``) leaves programs more room than under evalplus's CLI, which forks
 its sandboxes from a process holding the whole ground truth: a memory-hungry program (e.g.
 MBPP+'s canonical Mbpp/255 on its largest input) can pass here and fail there.
+
+Sandboxing (``sandbox``: see :mod:`magicoder.sandbox`): with bubblewrap each worker holds one
+sandbox container, and a task's *check job* -- evalplus's ``check_correctness`` on one program
+over all its test inputs, with evalplus's statuses and time limits unchanged -- runs there; the
+worker only computes expected outputs (the canonical solutions are trusted) and orchestrates.
+A program that kills its parent, hangs past evalplus's limits or crashes the check only fails
+its own task ("fail", or "timeout" past the deadline); the container is replaced and the other
+tasks are scored, and nothing it started outlives its job. ``none`` runs ``check_correctness``
+in the worker, as evalplus does.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import os
@@ -29,27 +39,36 @@ from pathlib import Path
 from typing import Any
 
 from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
-from evalplus.eval import PASS
+from evalplus.eval import FAIL, PASS, TIMEOUT
 from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
 from evalplus.evaluate import check_correctness
 from evalplus.gen.util import trusted_exec
 
 from magicoder.evaluation.benchmarks import Benchmark
 from magicoder.progress import Progress
+from magicoder.sandbox import Sandbox, evalplus_deadline, resolve_mode
 
 logger = logging.getLogger(__name__)
 
 
-def _init_worker() -> None:
-    """Let evalplus fork its per-program sandboxes from this (clean, spawned) worker.
+_SANDBOX: Sandbox | None = None  # this worker's container, when scoring runs sandboxed
+
+
+def _init_worker(sandbox_mode: str = "none") -> None:
+    """Let evalplus fork its per-program sandboxes from this (clean, spawned) worker, and
+    give the worker its sandbox container when ``sandbox_mode`` is "bwrap".
 
     A spawned process makes "spawn" its default start method, and ``untrusted_check`` starts
     one process per program and test set with the default method: re-importing evalplus in each
     of those makes scoring ~10x slower. Forking a freshly spawned worker is cheap and shares
     nothing with the caller.
     """
+    global _SANDBOX
     if "fork" in multiprocessing.get_all_start_methods():
         multiprocessing.set_start_method("fork", force=True)
+    if sandbox_mode == "bwrap":
+        _SANDBOX = Sandbox("bwrap")
+        atexit.register(_SANDBOX.close)
 
 
 def default_groundtruth_dir() -> Path:
@@ -110,19 +129,75 @@ def _check_task(
     min_time_limit: float,
     gt_time_limit_factor: float,
 ) -> dict[str, Any]:
-    """evalplus's ``check_correctness`` on one program, with ``evalplus.evaluate``'s arguments."""
+    """evalplus's ``check_correctness`` on one program, with ``evalplus.evaluate``'s arguments
+    (in this worker's sandbox container when it has one)."""
+    expected = expected_output(benchmark_name, dataset_hash, problem, groundtruth_dir)
+    if _SANDBOX is not None:
+        return _sandboxed_check(
+            _SANDBOX,
+            benchmark_name,
+            problem,
+            solution,
+            expected,
+            min_time_limit,
+            gt_time_limit_factor,
+        )
     return check_correctness(
         benchmark_name,
         0,  # completion_id: one sample per task
         problem,
         solution,
-        expected_output(benchmark_name, dataset_hash, problem, groundtruth_dir),
+        expected,
         False,  # base_only
         True,  # fast_check: evalplus.evaluate's default (no per-test details)
         problem["task_id"],
         min_time_limit,
         gt_time_limit_factor,
     )
+
+
+def _sandboxed_check(
+    sandbox: Sandbox,
+    benchmark_name: str,
+    problem: dict[str, Any],
+    solution: str,
+    expected: dict[str, Any],
+    min_time_limit: float,
+    gt_time_limit_factor: float,
+) -> dict[str, Any]:
+    """The same check as :func:`_check_task`'s, as one job in ``sandbox``; a job that dies or
+    runs past evalplus's own time limits fails its task (timeout when it hung)."""
+    keys = ("task_id", "entry_point", "atol", "base_input", "plus_input")
+    job = {
+        "kind": "evalplus",
+        "dataset": benchmark_name,
+        "problem": {key: problem[key] for key in keys},
+        "solution": solution,
+        "expected": expected,
+        "min_time_limit": min_time_limit,
+        "gt_time_limit_factor": gt_time_limit_factor,
+        "deadline": evalplus_deadline(
+            [expected["base_time"], expected["plus_time"]], min_time_limit, gt_time_limit_factor
+        ),
+    }
+    answer = sandbox.call(job)
+    result: dict[str, Any] = {"task_id": problem["task_id"], "solution": solution}
+    if answer.get("ok"):
+        for split in ("base", "plus"):
+            status, details = answer[split]
+            if status not in (PASS, FAIL, TIMEOUT):
+                status = FAIL
+            result[split] = (status, details)
+        return result
+    status = TIMEOUT if answer.get("timed_out") else FAIL
+    logger.warning(
+        "%s: its check ended abnormally (%s); scored %s",
+        problem["task_id"],
+        answer.get("error"),
+        status,
+    )
+    result["base"] = result["plus"] = (status, [])
+    return result
 
 
 def _check_samples(benchmark: Benchmark, samples: list[dict[str, Any]]) -> dict[str, str]:
@@ -165,15 +240,23 @@ class Scorer:
         n_workers: Worker processes; None uses every CPU (``evalplus.evaluate`` uses half: the
             model is idle while programs run, so the other half would only wait).
         groundtruth_dir: Where expected outputs are cached; None: :func:`default_groundtruth_dir`.
+        sandbox: "auto", "bwrap" or "none" (:mod:`magicoder.sandbox`).
 
     Raises:
-        ValueError: If ``n_workers`` < 1.
+        ValueError: If ``n_workers`` < 1 or ``sandbox`` is unknown.
+        SandboxUnavailable: ``sandbox="bwrap"`` where bubblewrap cannot run.
     """
 
-    def __init__(self, n_workers: int | None = None, groundtruth_dir: str | Path | None = None):
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        groundtruth_dir: str | Path | None = None,
+        sandbox: str = "auto",
+    ):
         self.n_workers = _worker_count(n_workers)
         self.groundtruth_dir = Path(groundtruth_dir or default_groundtruth_dir()).expanduser()
-        self._executor = _spawn_pool(self.n_workers)
+        self.sandbox = resolve_mode(sandbox)
+        self._executor = _spawn_pool(self.n_workers, self.sandbox)
 
     def score(
         self,
@@ -232,6 +315,7 @@ def score(
     groundtruth_dir: str | Path | None = None,
     min_time_limit: float = DEFAULT_MIN_TIME_LIMIT,
     gt_time_limit_factor: float = DEFAULT_GT_TIME_LIMIT_FACTOR,
+    sandbox: str = "auto",
 ) -> list[dict[str, Any]]:
     """Run EvalPlus's base and plus tests on one program per task, in a pool of its own.
 
@@ -243,6 +327,7 @@ def score(
         min_time_limit: Minimum seconds per test input (evalplus's ``--min-time-limit``).
         gt_time_limit_factor: Time limit as a multiple of the canonical solution's time
             (evalplus's ``--gt-time-limit-factor``).
+        sandbox: Where programs run (see :class:`Scorer`).
 
     Returns:
         One row per task in benchmark order:
@@ -252,7 +337,7 @@ def score(
     Raises:
         ValueError: Samples for unknown tasks, duplicate or missing tasks, or ``n_workers`` < 1.
     """
-    with Scorer(n_workers, groundtruth_dir) as scorer:
+    with Scorer(n_workers, groundtruth_dir, sandbox) as scorer:
         return scorer.score(
             benchmark,
             samples,
@@ -278,11 +363,16 @@ def _worker_count(n_workers: int | None) -> int:
     return n_workers
 
 
-def _spawn_pool(n_workers: int) -> ProcessPoolExecutor:
+def _spawn_pool(n_workers: int, sandbox_mode: str) -> ProcessPoolExecutor:
     # "spawn": clean interpreters that share nothing with a caller holding a model or CUDA.
     # (A spawned worker re-imports the caller's __main__ module, so start them once.)
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker)
+    return ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(sandbox_mode,),
+    )
 
 
 def _collect_results(futures: list[Future], benchmark_name: str) -> dict[str, dict[str, Any]]:

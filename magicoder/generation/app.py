@@ -43,9 +43,13 @@ from magicoder.generation.teacher import (
 from magicoder.io import JsonlAppender, iter_jsonl, read_indices, repair_jsonl, write_jsonl
 from magicoder.lifecycle import Run, run_app
 from magicoder.progress import Progress
-from magicoder.prompts import GENERATION_PROMPTS
+from magicoder.prompts import GENERATION_PROMPTS, PROMPTS_WITH_TESTS
 
 log = logging.getLogger(__name__)
+
+
+# The (system, user) pairs whose responses carry tests: _answer sees the pair, not the version.
+_PROMPTS_WITH_TESTS = [GENERATION_PROMPTS[version] for version in sorted(PROMPTS_WITH_TESTS)]
 
 
 def generation_prompts(version: str) -> tuple[str, str]:
@@ -238,9 +242,14 @@ async def _answer(
     record = _record(
         seed_row, completion.model, completion.system_fingerprint, completion.finish_reason
     )
-    parsed = parse_response(completion.content, completion.finish_reason)
+    parsed = parse_response(
+        completion.content, completion.finish_reason, with_tests=prompts in _PROMPTS_WITH_TESTS
+    )
     if parsed.accepted:
-        rows.write({**record, "problem": parsed.problem, "solution": parsed.solution})
+        row = {**record, "problem": parsed.problem, "solution": parsed.solution}
+        if parsed.tests is not None:
+            row["tests"] = parsed.tests
+        rows.write(row)
         stats.accepted += 1
     else:
         assert parsed.reason is not None

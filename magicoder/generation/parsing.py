@@ -5,6 +5,11 @@ The parser is Magicoder's ``parse_problem_solution``: the first line that mentio
 ``[Solution]`` opens the solution; the header lines themselves are dropped and both parts are
 stripped. A response is kept only when the teacher stopped on its own (``finish_reason ==
 "stop"``) and both parts are non-empty.
+
+Prompt versions that ask for tests (``prompts.PROMPTS_WITH_TESTS``) parse with
+``with_tests=True``: the first line after ``[Solution]`` that mentions ``[Tests]`` ends the
+solution and opens the tests. A response without tests is still kept (with ``tests=""``): the
+``execute`` curation step rejects it as ``no_tests``, so the funnel shows how many had them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 PROBLEM_HEADER = "[problem description]"
 SOLUTION_HEADER = "[solution]"
+TESTS_HEADER = "[tests]"
 
 
 @dataclass(frozen=True)
@@ -23,11 +29,14 @@ class ParsedResponse:
         problem: The problem text (None when rejected).
         solution: The solution text (None when rejected).
         reason: Why the response was rejected (None when accepted).
+        tests: The tests section ("" when there was none; None when tests were not asked for
+            or the response was rejected).
     """
 
     problem: str | None = None
     solution: str | None = None
     reason: str | None = None
+    tests: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -67,12 +76,29 @@ def split_sections(text: str) -> tuple[str, str] | str:
     return problem, solution
 
 
-def parse_response(content: str | None, finish_reason: str | None) -> ParsedResponse:
+def split_tests(solution: str) -> tuple[str, str]:
+    """Split a solution section at its first line that mentions ``[Tests]``.
+
+    Returns:
+        ``(solution, tests)``, both stripped; tests is "" when there is no such line.
+    """
+    lines = solution.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if TESTS_HEADER in line.lower():
+            return "".join(lines[:i]).strip(), "".join(lines[i + 1 :]).strip()
+    return solution.strip(), ""
+
+
+def parse_response(
+    content: str | None, finish_reason: str | None, *, with_tests: bool = False
+) -> ParsedResponse:
     """Judge one chat completion as the paper does.
 
     Args:
         content: The assistant message (None when the server sent none).
         finish_reason: The choice's ``finish_reason``.
+        with_tests: Also split off a ``[Tests]`` section after the solution (prompt versions
+            that ask for tests).
 
     Returns:
         The problem and solution, or the rejection reason.
@@ -85,8 +111,11 @@ def parse_response(content: str | None, finish_reason: str | None) -> ParsedResp
     if isinstance(sections, str):
         return ParsedResponse(reason=sections)
     problem, solution = sections
+    tests = None
+    if with_tests:
+        solution, tests = split_tests(solution)
     if not problem:
         return ParsedResponse(reason="empty problem")
     if not solution:
         return ParsedResponse(reason="empty solution")
-    return ParsedResponse(problem=problem, solution=solution)
+    return ParsedResponse(problem=problem, solution=solution, tests=tests)

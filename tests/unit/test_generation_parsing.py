@@ -78,3 +78,50 @@ def test_rejections_carry_their_reason(content, finish, reason):
 
 def test_both_headers_on_one_line_is_not_a_problem_before_a_solution():
     assert isinstance(split_sections("[Problem Description] [Solution]\nx\n"), str)
+
+
+WITH_TESTS = (
+    WELL_FORMED
+    + """
+[Tests]
+```python
+assert pairs([1, 2, 3, 4], 5) == 2
+assert pairs([], 1) == 0
+```
+"""
+)
+
+
+def test_tests_section_is_split_off_the_solution_when_asked_for():
+    parsed = parse_response(WITH_TESTS, "stop", with_tests=True)
+    assert parsed.accepted
+    assert parsed.solution is not None and parsed.solution.endswith("return count\n```")
+    assert "[Tests]" not in parsed.solution
+    assert parsed.tests == (
+        "```python\nassert pairs([1, 2, 3, 4], 5) == 2\nassert pairs([], 1) == 0\n```"
+    )
+
+
+def test_paper_prompt_parsing_ignores_a_tests_section():
+    parsed = parse_response(WITH_TESTS, "stop")
+    assert parsed.tests is None
+    assert parsed.solution is not None and "[Tests]" in parsed.solution
+
+
+def test_response_without_tests_is_kept_with_empty_tests():
+    parsed = parse_response(WELL_FORMED, "stop", with_tests=True)
+    assert parsed.accepted and parsed.tests == ""
+
+
+def test_tests_prompt_is_a_new_version_beside_the_papers():
+    from magicoder.prompts import (
+        GENERATION_PROMPTS,
+        OSS_INSTRUCT_PROMPT_VERSION,
+        OSS_INSTRUCT_TESTS_PROMPT_VERSION,
+        PROMPTS_WITH_TESTS,
+    )
+
+    system, user = GENERATION_PROMPTS[OSS_INSTRUCT_TESTS_PROMPT_VERSION]
+    assert system == GENERATION_PROMPTS[OSS_INSTRUCT_PROMPT_VERSION][0]
+    assert "[Tests]" in user and "{code}" in user
+    assert PROMPTS_WITH_TESTS == {OSS_INSTRUCT_TESTS_PROMPT_VERSION}
