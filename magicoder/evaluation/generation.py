@@ -108,7 +108,7 @@ def generate_completions(
     auto = batch_size == "auto"
     size = min(AUTO_BATCH_START, len(prompts)) if auto else int(batch_size)
     with _left_padded_eval(model, tokenizer):
-        generate_kwargs = _greedy_generate_kwargs(model, tokenizer, max_new_tokens, stop)
+        generate_kwargs = greedy_generate_kwargs(model, tokenizer, max_new_tokens, stop)
         return _generate_longest_first(
             model, tokenizer, prompts, generate_kwargs, size=size, auto=auto, desc=desc
         )
@@ -143,10 +143,14 @@ def _left_padded_eval(model: Any, tokenizer: Any) -> Iterator[None]:
         model.train(was_training)
 
 
-def _greedy_generate_kwargs(
+def greedy_generate_kwargs(
     model: Any, tokenizer: Any, max_new_tokens: int, stop: str | None
 ) -> dict[str, Any]:
-    """``model.generate`` arguments for greedy decoding that stops at ``stop``."""
+    """``model.generate`` arguments for greedy decoding that stops at ``stop`` (or EOS).
+
+    Evaluation and the chat/demo apps (:mod:`magicoder.chat.generation`) both decode with
+    these, so what the demo shows is what EvalPlus scored.
+    """
     eos_token_id = model.generation_config.eos_token_id
     if eos_token_id is None:
         eos_token_id = tokenizer.eos_token_id
