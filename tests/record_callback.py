@@ -19,3 +19,22 @@ class RecordFirstParameter(L.Callback):
         n = len(list(self.directory.glob("fit*.pt")))
         name, param = next(iter(pl_module.named_parameters()))
         torch.save({"name": name, "value": param.detach().clone()}, self.directory / f"fit{n}.pt")
+
+
+class RecordStart(L.Callback):
+    """Save ``{name: tensor}`` of the trainable parameters when a stage starts training, as
+    ``<path>/<stage>.pt`` (the stage is its checkpoint directory's name): what a stage
+    inherited from the one before (the multi-stage LoRA tests)."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stage = Path(trainer.checkpoint_callback.dirpath).name  # type: ignore[union-attr]
+        self.path.mkdir(parents=True, exist_ok=True)
+        weights = {
+            name: p.detach().cpu().clone()
+            for name, p in pl_module.model.named_parameters()  # type: ignore[union-attr]
+            if p.requires_grad
+        }
+        torch.save(weights, self.path / f"{stage}.pt")

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import (
@@ -72,7 +72,11 @@ class ModelSpec:
     max_position_embeddings: int | None = None
     pad_token: str | None = None
 
-    def load(self, packed: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    _tokenizer_class: ClassVar[Any] = AutoTokenizer
+
+    def load(
+        self, packed: bool = False, quantization: Any = None, path: str | Path | None = None
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Load (or build) the model and tokenizer.
 
         Args:
@@ -80,11 +84,26 @@ class ModelSpec:
                 per-example attention of :func:`magicoder.data.packing.use_packed_sdpa`
                 (results of calls without sequence boundaries, such as generation, do not
                 change, and the choice is not saved with the model).
+            quantization: A ``transformers`` quantization config (4-bit for ``qlora``).
+            path: Load the weights of this ``save_pretrained`` directory (an earlier stage's
+                ``model/<stage>/``) with this spec's settings, instead of the spec's own.
         """
         raise NotImplementedError
 
     def check(self) -> None:
         """Raise early, before any training, if the model cannot be loaded."""
+
+    def _from_pretrained(
+        self, path: str | Path, packed: bool, quantization: Any, **kwargs: Any
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        tokenizer = self._tokenizer_class.from_pretrained(path, **kwargs)
+        if quantization is not None:
+            # bitsandbytes places the 4-bit weights on the GPU as they load.
+            kwargs = {**kwargs, "quantization_config": quantization, "device_map": {"": 0}}
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=_dtype(self.dtype), attn_implementation=self.attn_implementation, **kwargs
+        )
+        return self._finish(model, tokenizer, packed)
 
     def _finish(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, packed: bool
@@ -113,11 +132,15 @@ class HubModel(ModelSpec):
         name_or_path: Hub id such as ``deepseek-ai/deepseek-coder-6.7b-base`` or a local path.
         revision: Hub revision (branch, tag or commit) to pin.
         trust_remote_code: Passed to ``from_pretrained``.
+        adapter_path: A LoRA adapter (a run's ``model/<stage>/adapter``, or any
+            ``PeftModel.save_pretrained`` directory) merged into the weights after loading,
+            so the model evaluates as the merged ``model/<stage>/`` would.
     """
 
     name_or_path: str = "???"
     revision: str | None = None
     trust_remote_code: bool = False
+    adapter_path: str | None = None
 
     def _is_local(self) -> bool:
         p = self.name_or_path
@@ -130,26 +153,35 @@ class HubModel(ModelSpec):
                 f"model directory {self.name_or_path!r} does not exist; set "
                 "model.name_or_path to a directory saved with save_pretrained, or to a hub id"
             )
+        adapter = self.adapter_path
+        config = Path(adapter or ".").expanduser() / "adapter_config.json"
+        if adapter is not None and not config.is_file():
+            raise FileNotFoundError(
+                f"model.adapter_path={adapter!r} holds no adapter_config.json; point it at a "
+                "directory written by PeftModel.save_pretrained (a run's model/<stage>/adapter)"
+            )
 
-    def load(self, packed: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    def load(
+        self, packed: bool = False, quantization: Any = None, path: str | Path | None = None
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         self.check()
-        kwargs: dict[str, Any] = {"revision": self.revision}
+        kwargs: dict[str, Any] = {} if path is not None else {"revision": self.revision}
         if self.trust_remote_code:
             kwargs["trust_remote_code"] = True
+        source = path if path is not None else self.name_or_path
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(
-                self.name_or_path,
-                dtype=_dtype(self.dtype),
-                attn_implementation=self.attn_implementation,
-                **kwargs,
-            )
+            model, tokenizer = self._from_pretrained(source, packed, quantization, **kwargs)
         except OSError as err:
             raise OSError(
-                f"could not load model.name_or_path={self.name_or_path!r}: {err}. Offline, "
+                f"could not load model.name_or_path={str(source)!r}: {err}. Offline, "
                 "point model.name_or_path at a local copy (or use model=tiny)."
             ) from err
-        return self._finish(model, tokenizer, packed)
+        if self.adapter_path is not None and path is None:
+            from magicoder.training.finetune import merge_adapter
+
+            log.info("Merging the adapter %s into %s", self.adapter_path, source)
+            model = merge_adapter(model, Path(self.adapter_path).expanduser())
+        return model, tokenizer
 
 
 @dataclass
@@ -176,6 +208,9 @@ class TinyLlama(ModelSpec):
     seed: int = 0
     cache_dir: str = "~/.cache/magicoder/models"
     extra_config: dict[str, Any] = field(default_factory=dict)
+
+    # The tokenizer trained here is a plain fast tokenizer, whatever the model's type says.
+    _tokenizer_class: ClassVar[Any] = PreTrainedTokenizerFast
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the built model."""
@@ -213,8 +248,11 @@ class TinyLlama(ModelSpec):
             tie_word_embeddings=True,
             **self.extra_config,
         )
-        torch.manual_seed(self.seed)
-        model = LlamaForCausalLM(config)
+        # A private RNG stream: building on a cold cache must not move the global one, or a
+        # run's later draws (LoRA adapter init, dropout) would depend on whether it was cached.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = LlamaForCausalLM(config)
         # Write to a temporary sibling and rename, so a crash never leaves a half cache.
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         model.save_pretrained(tmp)
@@ -222,10 +260,7 @@ class TinyLlama(ModelSpec):
         tmp.rename(path) if not path.exists() else None
         return path
 
-    def load(self, packed: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        path = self.build()
-        tokenizer: PreTrainedTokenizerBase = PreTrainedTokenizerFast.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_dtype(self.dtype), attn_implementation=self.attn_implementation
-        )
-        return self._finish(model, tokenizer, packed)
+    def load(
+        self, packed: bool = False, quantization: Any = None, path: str | Path | None = None
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        return self._from_pretrained(path or self.build(), packed, quantization)

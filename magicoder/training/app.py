@@ -7,6 +7,12 @@ the process group, and rank zero alone evaluates each stage not scored before, o
 ``eval.device`` (see :func:`~magicoder.evaluation.harness.resolve_device`), with the training
 memory released first: no rank waits in a collective while it evaluates, and the GPUs of the
 other ranks are free for a vLLM engine.
+
+With adapters (``finetune=lora|qlora``) each stage saves its adapter to
+``model/<stage>/adapter/`` and the base with the adapter merged in to ``model/<stage>/``, so
+everything that reads a stage directory (evaluation, vLLM, ``magicoder-evaluate model=local``,
+``transformers.pipeline``) sees a plain model; the run's own evaluation scores those merged
+weights.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
@@ -39,6 +46,13 @@ from magicoder.lifecycle import Run, barrier, leave_process_group, release_memor
 from magicoder.models import ModelSpec
 from magicoder.prompts import MAGICODER_PROMPT
 from magicoder.training.callbacks import LogProgress
+from magicoder.training.finetune import (
+    ADAPTER_DIR,
+    Finetune,
+    load_adapter_weights,
+    merge_adapter,
+    save_adapter,
+)
 from magicoder.training.global_batch import gradient_accumulation
 from magicoder.training.module import SFTModule
 
@@ -66,6 +80,7 @@ class TrainPlan:
     eval_settings: EvalSettings
     benchmarks: dict[str, Benchmark]
     stages: dict[str, DictConfig]
+    finetune: Finetune
 
 
 def plan_run(cfg: DictConfig) -> TrainPlan:
@@ -73,7 +88,10 @@ def plan_run(cfg: DictConfig) -> TrainPlan:
 
     Raises:
         ValueError, FileNotFoundError: Naming the setting to fix.
+        RuntimeError, ImportError: ``finetune=qlora`` on a machine that cannot run it.
     """
+    finetune: Finetune = instantiate(cfg.finetune) if "finetune" in cfg else Finetune()
+    finetune.check()
     log.info("Model: %s", cfg.model._target_)
     spec: ModelSpec = instantiate(cfg.model)
     spec.check()
@@ -93,7 +111,7 @@ def plan_run(cfg: DictConfig) -> TrainPlan:
     for stage in stages.values():
         for source in stage.datasets.values():
             instantiate(source).check()
-    return TrainPlan(spec, eval_settings, benchmarks, stages)
+    return TrainPlan(spec, eval_settings, benchmarks, stages, finetune)
 
 
 def _check_lengths(cfg: DictConfig, plan: TrainPlan, model: PreTrainedModel) -> None:
@@ -216,16 +234,34 @@ def train_stage(
     return trainer
 
 
-def save_stage(run: Run, trainer: L.Trainer, model: PreTrainedModel, tokenizer: Any, hf_dir: Path):
+def save_stage(
+    run: Run,
+    trainer: L.Trainer,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    hf_dir: Path,
+    plan: TrainPlan | None = None,
+    base_dir: Path | None = None,
+):
     """Save the stage's weights, tokenizer and run card as a Hugging Face model directory.
 
-    Every rank takes part: sharded strategies (FSDP) gather the full weights here.
+    Every rank takes part: sharded strategies (FSDP) gather the full weights here. With
+    adapters, ``hf_dir/adapter/`` gets the adapter and ``hf_dir`` the merged model: the
+    unquantized base (``base_dir``, or the spec's own) reloaded on the CPU with the adapter
+    merged into it, so the training copy keeps its separate adapter for the next stage.
     """
     state = trainer.strategy.lightning_module_state_dict()
     if run.is_global_zero:
-        model.save_pretrained(
-            hf_dir, state_dict={k.removeprefix("model."): v for k, v in state.items()}
-        )
+        weights = {k.removeprefix("model."): v for k, v in state.items()}
+        if plan is not None and plan.finetune.uses_adapters:
+            save_adapter(model, hf_dir / ADAPTER_DIR, weights)
+            tokenizer.save_pretrained(hf_dir / ADAPTER_DIR)
+            base, _ = plan.spec.load(path=base_dir)
+            merged = merge_adapter(base, hf_dir / ADAPTER_DIR)
+            merged.save_pretrained(hf_dir)
+            del base, merged
+        else:
+            model.save_pretrained(hf_dir, state_dict=weights)  # type: ignore[operator]
         tokenizer.save_pretrained(hf_dir)
         card = {"prompt_template": MAGICODER_PROMPT, "config": to_dict(run.cfg)}
         (hf_dir / RUN_CARD).write_text(json.dumps(card, indent=2) + "\n")
@@ -242,9 +278,70 @@ def _is_sharded(trainer: L.Trainer) -> bool:
     return not isinstance(trainer.strategy, SingleDeviceStrategy | DDPStrategy)
 
 
+def load_model(
+    plan: TrainPlan, packed: bool, base_dir: Path | None = None
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+    """The model to train: the spec's weights (or ``base_dir``'s), quantized and wrapped in
+    fresh adapters as ``plan.finetune`` says (``full``: as loaded)."""
+    quantization = plan.finetune.quantization(getattr(torch, plan.spec.dtype))
+    model, tokenizer = plan.spec.load(packed=packed, quantization=quantization, path=base_dir)
+    return plan.finetune.wrap(model), tokenizer
+
+
+def stage_base_dir(run: Run, plan: TrainPlan, index: int) -> Path | None:
+    """Where the frozen base of stage ``index`` comes from: the previous stage's merged
+    model with ``finetune.stage_init=merged``, else the spec's own weights (None)."""
+    names = list(plan.stages)
+    ft = plan.finetune
+    if index and ft.uses_adapters and ft.stage_init == "merged":
+        return run.dir / "model" / names[index - 1]
+    return None
+
+
+def _reload_stage(run: Run, plan: TrainPlan, index: int) -> torch.nn.Module:
+    """A fresh model holding the saved weights of stage ``index`` (as it trained them)."""
+    name = list(plan.stages)[index]
+    packed = bool(run.cfg.data.get("packing", False))
+    if not plan.finetune.uses_adapters:
+        model, _ = plan.spec.load(packed=packed)
+        _load_weights(model, run.dir / "model" / name)
+        return model
+    wrapped, _ = load_model(plan, packed, stage_base_dir(run, plan, index))
+    load_adapter_weights(wrapped, run.dir / "model" / name / ADAPTER_DIR)
+    return wrapped
+
+
+def start_stage(
+    run: Run, plan: TrainPlan, index: int, model: torch.nn.Module, held: str | None
+) -> torch.nn.Module:
+    """The model stage ``index`` trains from, given ``model`` holding stage ``held``.
+
+    The first stage starts from the base; a later one from the previous stage's weights:
+    in full (``full``), its adapters on the same base (``stage_init=adapters``), or fresh
+    adapters on its merged model (``stage_init=merged``, reloaded from ``model/<stage>/``).
+    A resumed run whose model does not hold the previous stage reads it from disk.
+    """
+    if index == 0:
+        return model
+    previous = list(plan.stages)[index - 1]
+    if stage_base_dir(run, plan, index) is not None:
+        del model
+        release_memory()
+        model, _ = load_model(
+            plan, bool(run.cfg.data.get("packing", False)), stage_base_dir(run, plan, index)
+        )
+        return model
+    if held != previous:
+        if plan.finetune.uses_adapters:
+            load_adapter_weights(model, run.dir / "model" / previous / ADAPTER_DIR)
+        else:
+            _load_weights(model, run.dir / "model" / previous)  # type: ignore[arg-type]
+    return model
+
+
 def fit_and_save(
-    run: Run, plan: TrainPlan, name: str, model: PreTrainedModel, tokenizer: Any
-) -> PreTrainedModel:
+    run: Run, plan: TrainPlan, name: str, model: torch.nn.Module, tokenizer: Any
+) -> torch.nn.Module:
     """Train stage ``name``, save it to ``model/<name>/`` and free its trainer.
 
     Returns:
@@ -252,8 +349,9 @@ def fit_and_save(
         (whose wrapping changed ``model``) a fresh copy loaded from the saved directory.
     """
     hf_dir = run.dir / "model" / name
-    trainer = train_stage(run, name, plan.stages[name], model, tokenizer)
-    save_stage(run, trainer, model, tokenizer, hf_dir)
+    index = list(plan.stages).index(name)
+    trainer = train_stage(run, name, plan.stages[name], model, tokenizer)  # type: ignore[arg-type]
+    save_stage(run, trainer, model, tokenizer, hf_dir, plan, stage_base_dir(run, plan, index))
     run.save_metrics()
     sharded = _is_sharded(trainer)
     # The trainer, its module and optimizer state sit in reference cycles: free them now,
@@ -262,8 +360,7 @@ def fit_and_save(
     release_memory()
     if sharded:
         barrier()  # every rank reads the full copy rank zero wrote
-        model, _ = plan.spec.load(packed=bool(run.cfg.data.get("packing", False)))
-        _load_weights(model, hf_dir)
+        model = _reload_stage(run, plan, index)
     return model
 
 
@@ -307,31 +404,37 @@ def place_for_generation(
 def _train(run: Run) -> None:
     cfg = run.cfg
     plan = plan_run(cfg)
-    model, tokenizer = plan.spec.load(packed=bool(cfg.data.get("packing", False)))
-    _check_lengths(cfg, plan, model)
+    model, tokenizer = load_model(plan, bool(cfg.data.get("packing", False)))
+    _check_lengths(cfg, plan, model)  # type: ignore[arg-type]
     names = list(plan.stages)
     held: str | None = None  # the stage whose weights `model` holds (None: the base model's)
     for index, name in enumerate(names):
         if (run.dir / "model" / name / STAGE_DONE).is_file():
             log.info("Stage %s finished in an earlier attempt (%s)", name, run.dir / "model" / name)
             continue
-        previous = names[index - 1] if index else None
-        if previous is not None and held != previous:
-            _load_weights(model, run.dir / "model" / previous)
+        model = start_stage(run, plan, index, model, held)
         model = fit_and_save(run, plan, name, model, tokenizer)
         held = name
     leave_process_group()
     if not run.is_global_zero or not plan.eval_settings.benchmarks:
         return
+    if plan.finetune.uses_adapters:
+        # Score the merged model/<stage>/ weights, as evaluation anywhere else would load them.
+        del model
+        release_memory()
+        held = None
     for name in names:
         if (run.dir / "eval" / name / EVAL_DONE).is_file():
             log.info("Stage %s was scored in an earlier attempt", name)
             continue
         if held != name:
-            _load_weights(model, run.dir / "model" / name)
+            if plan.finetune.uses_adapters:
+                model, _ = plan.spec.load(path=run.dir / "model" / name)
+            else:
+                _load_weights(model, run.dir / "model" / name)  # type: ignore[arg-type]
             held = name
-        model = place_for_generation(model, plan.eval_settings, cfg.trainer)
-        evaluate_stage(run, plan, name, model, tokenizer)
+        model = place_for_generation(model, plan.eval_settings, cfg.trainer)  # type: ignore[arg-type]
+        evaluate_stage(run, plan, name, model, tokenizer)  # type: ignore[arg-type]
 
 
 def run_train(cfg: DictConfig) -> dict[str, Any]:

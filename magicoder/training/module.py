@@ -68,6 +68,11 @@ class SFTModule(L.LightningModule):
         self.model.train()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # With adapters (finetune=lora|qlora) the frozen base weights stay out of the
+        # checkpoint: they come back from the base model, not from last.ckpt.
+        self._trainable = {f"model.{n}" for n, p in model.named_parameters() if p.requires_grad}
+        self._frozen_base = len(self._trainable) < sum(1 for _ in model.parameters())
+        self.strict_loading = not self._frozen_base
         # Float32 buffers (RoPE's inverse frequencies) as loaded, restored after the
         # precision plugin casts the whole module (see on_fit_start).
         self._fp32_buffers = {
@@ -114,8 +119,28 @@ class SFTModule(L.LightningModule):
         # Weight each batch by its target tokens so val/loss is the per-token mean.
         self.log("val/loss", loss, on_epoch=True, batch_size=n_targets, sync_dist=True)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the trained weights in the checkpoint when the base is frozen."""
+        if self._frozen_base:
+            state = checkpoint["state_dict"]
+            checkpoint["state_dict"] = {k: v for k, v in state.items() if k in self._trainable}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose trained weights are not this module's (other adapter
+        settings, or a full fine-tuning checkpoint resumed with adapters, or the reverse)."""
+        if not self._frozen_base:
+            return
+        saved = set(checkpoint["state_dict"])
+        if saved != self._trainable:
+            odd = sorted(saved ^ self._trainable)[:3]
+            raise ValueError(
+                f"the checkpoint's trained weights do not match this run's (e.g. {odd}): "
+                "resume with the finetune settings the checkpoint was trained with"
+            )
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.model.parameters())
+        # Frozen weights (the base under LoRA) get no optimizer state.
+        optimizer = self.optimizer_factory([p for p in self.model.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
