@@ -396,6 +396,18 @@ class CurateDecontaminateConfig:
 
 
 @dataclass
+class CurateExecuteConfig:
+    """The ``execute`` step (``magicoder.curation.execute``)."""
+
+    sandbox: str = "auto"
+    timeout: float = 10.0
+    n_workers: int = 1
+    shard: str | None = None
+    cache_path: str | None = None
+    merge_from: list[str] = field(default_factory=list)
+
+
+@dataclass
 class CurateReportConfig:
     enabled: bool = True
     humaneval_path: str | None = None
@@ -427,6 +439,7 @@ class TrainAppConfig(AppConfig):
     scheduler: Any = MISSING
     strategy: Any = MISSING
     trainer: Any = MISSING
+    finetune: Any = MISSING
     eval: Any = MISSING
     callbacks: dict[str, Any] = field(default_factory=dict)
     recipe_name: str = MISSING
@@ -478,6 +491,7 @@ class CurateAppConfig(AppConfig):
     exact_dedup: CurateExactDedupConfig = field(default_factory=CurateExactDedupConfig)
     near_dedup: CurateNearDedupConfig = field(default_factory=CurateNearDedupConfig)
     decontaminate: CurateDecontaminateConfig = field(default_factory=CurateDecontaminateConfig)
+    execute: CurateExecuteConfig = field(default_factory=CurateExecuteConfig)
     report: CurateReportConfig = field(default_factory=CurateReportConfig)
 
 
@@ -492,6 +506,50 @@ class DataReportAppConfig(AppConfig):
     max_rows: int | None = None
     seed: int = 0
     bins: int = 50
+
+
+@dataclass
+class ChatGenerationConfig:
+    """``generation`` of ``conf/chat.yaml`` and ``conf/demo.yaml``: the fields of
+    ``magicoder.chat.generation.ChatSettings`` (a test keeps the two equal; the class
+    imports torch, so it is not derived here)."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: str | None = None
+    response_prefix: str = ""
+    device: str = "auto"
+
+
+@dataclass
+class ChatAppConfig(AppConfig):
+    """``conf/chat.yaml``."""
+
+    model: Any = MISSING
+    run: str | None = None
+    stage: str | None = None
+    instruction: str | None = None
+    seed: int = 0
+    generation: ChatGenerationConfig = field(default_factory=ChatGenerationConfig)
+
+
+@dataclass
+class DemoAppConfig(AppConfig):
+    """``conf/demo.yaml``; ``server_name``, ``server_port`` and ``share`` are Gradio's."""
+
+    model: Any = MISSING
+    run: str | None = None
+    stage: str | None = None
+    compare: str | None = None
+    compare_stage: str | None = None
+    seed: int = 0
+    server_name: str = "127.0.0.1"
+    server_port: int = 7860
+    share: bool = False
+    benchmark_dir: str | None = None
+    examples_per_benchmark: int = 5
+    generation: ChatGenerationConfig = field(default_factory=ChatGenerationConfig)
 
 
 # Derived schemas: built on first use (they import the classes, some of which import torch).
@@ -529,6 +587,7 @@ def group_schemas() -> dict[str, dict[str, type]]:
     from magicoder.generation.seeds import HubSeeds, LocalSeeds, StdlibSeeds
     from magicoder.generation.teacher import TeacherSettings
     from magicoder.models import HubModel, TinyLlama
+    from magicoder.training.finetune import Finetune
 
     sources = source_schemas()
     hub, stdlib = (
@@ -572,6 +631,7 @@ def group_schemas() -> dict[str, dict[str, type]]:
             "fsdp": FSDPStrategyConfig,
         },
         "trainer": {"lightning": TrainerConfig},
+        "finetune": {"finetune": derived_schema(Finetune, "magicoder.training.finetune.Finetune")},
         "eval": {"evalplus": derived_schema(EvalSettings, None)},
         "logger": {"wandb": WandbLoggerConfig, "csv": CSVLoggerConfig},
         "callbacks": {
@@ -599,6 +659,8 @@ PRIMARY_SCHEMAS: dict[str, type] = {
     "generate": GenerateAppConfig,
     "curate": CurateAppConfig,
     "data_report": DataReportAppConfig,
+    "chat": ChatAppConfig,
+    "demo": DemoAppConfig,
 }
 """Primary config → schema, stored as ``schema/<name>``."""
 

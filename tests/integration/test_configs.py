@@ -39,6 +39,8 @@ PRIMARY_GROUPS = {  # the cheapest to compose first: a group is tested in the fi
     "generate": ["paths", "seeds", "teacher", "logger"],
     "curate": ["paths", "model", "logger"],
     "data-report": ["paths", "model", "logger"],
+    "chat": ["paths", "model"],
+    "demo": ["paths", "model"],
     "train": [
         "paths",
         "model",
@@ -48,6 +50,7 @@ PRIMARY_GROUPS = {  # the cheapest to compose first: a group is tested in the fi
         "scheduler",
         "strategy",
         "trainer",
+        "finetune",
         "eval",
         "logger",
         "callbacks",
