@@ -51,3 +51,19 @@ def run_module(
         timeout=timeout,
         **kwargs,
     )
+
+
+def cpu_trainer(**kwargs: Any) -> Any:
+    """A one-process CPU ``lightning.Trainer`` without logger, checkpoints, progress bar or
+    model summary; ``kwargs`` add to those settings or override them."""
+    import lightning as L
+
+    options: dict[str, Any] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**{**options, **kwargs})

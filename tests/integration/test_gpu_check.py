@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cpu_trainer
 from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,15 +326,9 @@ def test_the_probe_sees_bf16_true_round_rope_unless_the_module_keeps_it(tmp_path
         )
         ids = torch.randint(0, 64, (2, 8))
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
-        trainer = L.Trainer(
-            accelerator="cpu",
-            devices=1,
+        trainer = cpu_trainer(
             precision="bf16-true",
             max_steps=2,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
             default_root_dir=str(root),
             callbacks=[gpu_check.GpuProbe()],
         )

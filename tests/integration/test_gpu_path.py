@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import TWO_TINY_STAGES
+from helpers import TWO_TINY_STAGES, cpu_trainer
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -181,17 +181,7 @@ def _bf16_true_fit(model) -> None:
     rows, _ = encode_rows(stdlib_pairs(max_files=5)[:8], tokenizer, 64)
     loader = DataLoader(rows, batch_size=4, collate_fn=lambda b: collate(b, tokenizer.pad_token_id))
     module = SFTModule(model, lambda params: torch.optim.AdamW(params, lr=1e-3))
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision="bf16-true",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, train_dataloaders=loader)
+    cpu_trainer(precision="bf16-true", max_steps=2).fit(module, train_dataloaders=loader)
 
 
 def test_rope_frequencies_stay_float32_after_a_bf16_true_fit():

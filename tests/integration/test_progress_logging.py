@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import run_module
+from helpers import cpu_trainer, run_module
 
 from magicoder.evaluation import generation
 from magicoder.evaluation.benchmarks import load_benchmark
@@ -73,14 +73,9 @@ def _fit(
     ckpt_path: Path | None = None,
     enable_progress_bar: bool = False,
 ) -> L.Trainer:
-    trainer = L.Trainer(
+    trainer = cpu_trainer(
         max_steps=max_steps,
         accumulate_grad_batches=2,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
         enable_progress_bar=enable_progress_bar,
         default_root_dir=str(root),
         callbacks=[TrainMetrics(), callback],
