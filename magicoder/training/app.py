@@ -324,12 +324,11 @@ def start_stage(
     if index == 0:
         return model
     previous = list(plan.stages)[index - 1]
-    if stage_base_dir(run, plan, index) is not None:
+    base_dir = stage_base_dir(run, plan, index)
+    if base_dir is not None:
         del model
         release_memory()
-        model, _ = load_model(
-            plan, bool(run.cfg.data.get("packing", False)), stage_base_dir(run, plan, index)
-        )
+        model, _ = load_model(plan, bool(run.cfg.data.get("packing", False)), base_dir)
         return model
     if held != previous:
         if plan.finetune.uses_adapters:
@@ -340,16 +339,16 @@ def start_stage(
 
 
 def fit_and_save(
-    run: Run, plan: TrainPlan, name: str, model: torch.nn.Module, tokenizer: Any
+    run: Run, plan: TrainPlan, index: int, model: torch.nn.Module, tokenizer: Any
 ) -> torch.nn.Module:
-    """Train stage ``name``, save it to ``model/<name>/`` and free its trainer.
+    """Train stage number ``index``, save it to ``model/<name>/`` and free its trainer.
 
     Returns:
         The model holding the stage's weights: ``model`` itself, or after a sharded strategy
         (whose wrapping changed ``model``) a fresh copy loaded from the saved directory.
     """
+    name = list(plan.stages)[index]
     hf_dir = run.dir / "model" / name
-    index = list(plan.stages).index(name)
     trainer = train_stage(run, name, plan.stages[name], model, tokenizer)  # type: ignore[arg-type]
     save_stage(run, trainer, model, tokenizer, hf_dir, plan, stage_base_dir(run, plan, index))
     run.save_metrics()
@@ -413,7 +412,7 @@ def _train(run: Run) -> None:
             log.info("Stage %s finished in an earlier attempt (%s)", name, run.dir / "model" / name)
             continue
         model = start_stage(run, plan, index, model, held)
-        model = fit_and_save(run, plan, name, model, tokenizer)
+        model = fit_and_save(run, plan, index, model, tokenizer)
         held = name
     leave_process_group()
     if not run.is_global_zero or not plan.eval_settings.benchmarks:
@@ -438,7 +437,7 @@ def _train(run: Run) -> None:
 
 
 def run_train(cfg: DictConfig) -> dict[str, Any]:
-    """Train every stage of ``cfg.data.stages`` in order, saving and evaluating after each.
+    """Train every stage of ``cfg.data.stages`` in order, saving each; then evaluate each.
 
     Args:
         cfg: The composed ``conf/train.yaml``.
