@@ -32,6 +32,8 @@ from typing import Any, Union
 
 from omegaconf import MISSING
 
+from magicoder.chat.settings import ChatSettings
+
 _PRIMITIVES = (int, float, bool, str, bytes, Path)
 
 
@@ -508,18 +510,9 @@ class DataReportAppConfig(AppConfig):
     bins: int = 50
 
 
-@dataclass
-class ChatGenerationConfig:
-    """``generation`` of ``conf/chat.yaml`` and ``conf/demo.yaml``: the fields of
-    ``magicoder.chat.generation.ChatSettings`` (a test keeps the two equal; the class
-    imports torch, so it is not derived here)."""
-
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: str | None = None
-    response_prefix: str = ""
-    device: str = "auto"
+# ``generation`` of ``conf/chat.yaml`` and ``conf/demo.yaml``: ChatSettings' own fields (its
+# module imports no torch, so the schema is derived here, not on first use).
+ChatSettingsConfig = derived_schema(ChatSettings, None)
 
 
 @dataclass
@@ -531,7 +524,7 @@ class ChatAppConfig(AppConfig):
     stage: str | None = None
     instruction: str | None = None
     seed: int = 0
-    generation: ChatGenerationConfig = field(default_factory=ChatGenerationConfig)
+    generation: ChatSettingsConfig = field(default_factory=ChatSettingsConfig)
 
 
 @dataclass
@@ -549,7 +542,7 @@ class DemoAppConfig(AppConfig):
     share: bool = False
     benchmark_dir: str | None = None
     examples_per_benchmark: int = 5
-    generation: ChatGenerationConfig = field(default_factory=ChatGenerationConfig)
+    generation: ChatSettingsConfig = field(default_factory=ChatSettingsConfig)
 
 
 # Derived schemas: built on first use (they import the classes, some of which import torch).

@@ -12,8 +12,9 @@ from typing import Any, TextIO
 from omegaconf import DictConfig
 
 from magicoder.chat.demo import Contender
-from magicoder.chat.generation import ChatSettings, stream_response
+from magicoder.chat.generation import stream_response
 from magicoder.chat.models import compare_spec, load_model, model_spec
+from magicoder.chat.settings import ChatSettings
 from magicoder.config import to_dict
 from magicoder.lifecycle import Run, run_app
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from magicoder.chat.examples import Example
-from magicoder.chat.generation import ChatSettings, context_length, stream_response
+from magicoder.chat.generation import context_length, stream_response
+from magicoder.chat.settings import ChatSettings
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from helpers import run_module
 from hydra.utils import instantiate
 
 from magicoder.chat.demo import WARNING, Contender, answer_stream
-from magicoder.chat.generation import ChatSettings, complete_response, stream_response
+from magicoder.chat.generation import complete_response, stream_response
+from magicoder.chat.settings import ChatSettings
 from magicoder.evaluation.generation import generate_completions
 from magicoder.prompts import format_prompt
 

@@ -12,14 +12,15 @@ from omegaconf import OmegaConf
 from magicoder import schemas
 from magicoder.chat.app import read_instructions
 from magicoder.chat.examples import EMBEDDED_EXAMPLES, benchmark_examples
-from magicoder.chat.generation import ChatSettings
 from magicoder.chat.models import compare_spec, model_spec, run_stages, stage_dir
+from magicoder.chat.settings import ChatSettings
 
 
 def test_the_generation_schema_has_exactly_the_settings_fields():
     fields = {f.name: f.default for f in dataclasses.fields(ChatSettings)}
-    schema = {f.name: f.default for f in dataclasses.fields(schemas.ChatGenerationConfig)}
+    schema = {f.name: f.default for f in dataclasses.fields(schemas.ChatSettingsConfig)}
     assert schema == fields
+    assert schemas.ChatAppConfig().generation == schemas.ChatSettingsConfig()
 
 
 @pytest.mark.parametrize(
