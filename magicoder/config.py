@@ -232,69 +232,77 @@ def _check_strategy(cfg: DictConfig) -> None:
     target = _select(cfg, "strategy._target_")
     optimizer = _select(cfg, "optimizer._target_")
     if target == FSDP_TARGET:
-        state_dict_type = _select(cfg, "strategy.state_dict_type")
-        if state_dict_type == "sharded":
-            # Under SHARDED_STATE_DICT, FSDP's state_dict() returns each rank's local shards
-            # only (ShardedTensor/DTensor values), so rank zero's save_pretrained would write
-            # its own shard as if it were the model.
-            raise ValueError(
-                "strategy.state_dict_type='sharded' is not allowed: the run saves the Hugging "
-                "Face model (model/<stage>/) from trainer.strategy.lightning_module_state_dict(), "
-                "which under a sharded state dict holds only this rank's shard of each weight, "
-                "so the saved model would be rank 0's shard. Use strategy.state_dict_type=full."
-            )
-        if state_dict_type is not _ABSENT and state_dict_type != "full":
-            raise ValueError(
-                f"strategy.state_dict_type={state_dict_type!r} is not allowed: use full"
-            )
-        sharding = _select(cfg, "strategy.sharding_strategy")
-        if _is_adafactor(optimizer) and sharding != "NO_SHARD":
-            # torch FSDP (FSDP1, as Lightning's FSDPStrategy wraps it) flattens each unit's
-            # parameters into one FlatParameter and, for every sharded strategy, gives each
-            # rank a 1-D slice of it; with use_orig_params=True (Lightning's default) the
-            # original parameters become 1-D views of that slice
-            # (FlatParamHandle._use_sharded_views), empty where the weight lies on another
-            # rank. Adafactor factors second moments only for parameters of 2+ dims, so it
-            # would keep full, unfactored moments, and clip each update by the RMS of a slice.
-            raise ValueError(
-                f"strategy.sharding_strategy={sharding!r} with optimizer._target_={optimizer!r} "
-                "is not allowed: a sharded FSDP strategy hands the optimizer each weight as a "
-                "1-D slice of a flattened parameter, so Adafactor keeps unfactored second "
-                "moments and clips updates per slice, which is not the paper's optimizer. Use "
-                "strategy=ddp (the paper's), strategy.sharding_strategy=NO_SHARD, or "
-                "optimizer=adamw."
-            )
+        _check_fsdp(cfg, optimizer)
     if target == DEEPSPEED_TARGET:
-        stage = _select(cfg, "strategy.stage")
-        if stage == 3:
-            # DeepSpeedStrategy inherits Strategy.lightning_module_state_dict(), a plain
-            # module.state_dict(); under ZeRO-3 each parameter's data is an empty placeholder
-            # outside a GatheredParameters context.
-            raise ValueError(
-                "strategy.stage=3 is not allowed: Lightning's DeepSpeedStrategy does not gather "
-                "ZeRO-3 partitioned parameters in lightning_module_state_dict(), from which the "
-                "run saves the Hugging Face model, so model/<stage>/ would hold empty "
-                "placeholders. Use strategy=fsdp (full state dict) or strategy.stage=1 or 2."
-            )
-        if _select(cfg, "strategy.offload_optimizer") is True:
-            # DeepSpeed's zero_force_ds_cpu_optimizer defaults to true and Lightning does not
-            # set it: deepspeed.initialize raises on a client optimizer with ZeRO-Offload.
-            raise ValueError(
-                "strategy.offload_optimizer=True is not allowed: DeepSpeed refuses a client "
-                "optimizer (the run's comes from conf/optimizer) with ZeRO-Offload unless "
-                "zero_force_ds_cpu_optimizer is false, which this config does not set. Use "
-                "strategy.offload_optimizer=false, or strategy=fsdp to shard optimizer state."
-            )
-        if _is_adafactor(optimizer):
-            # ZeRO (every stage) hands the client optimizer flat fp32 partitions, one 1-D
-            # tensor per parameter group and rank, instead of the model's weights.
-            raise ValueError(
-                f"strategy=deepspeed with optimizer._target_={optimizer!r} is not allowed: "
-                "ZeRO flattens the parameters into 1-D partitions before the optimizer sees "
-                "them, so Adafactor's factored second moments (per row and column of each 2-D "
-                "weight) become unfactored ones and updates are clipped per partition, which "
-                "is not the paper's optimizer. Use strategy=ddp (the paper's) or optimizer=adamw."
-            )
+        _check_deepspeed(cfg, optimizer)
+
+
+def _check_fsdp(cfg: DictConfig, optimizer: Any) -> None:
+    """FSDP: a full state dict, and no Adafactor over sharded (flattened) parameters."""
+    state_dict_type = _select(cfg, "strategy.state_dict_type")
+    if state_dict_type == "sharded":
+        # Under SHARDED_STATE_DICT, FSDP's state_dict() returns each rank's local shards
+        # only (ShardedTensor/DTensor values), so rank zero's save_pretrained would write
+        # its own shard as if it were the model.
+        raise ValueError(
+            "strategy.state_dict_type='sharded' is not allowed: the run saves the Hugging "
+            "Face model (model/<stage>/) from trainer.strategy.lightning_module_state_dict(), "
+            "which under a sharded state dict holds only this rank's shard of each weight, "
+            "so the saved model would be rank 0's shard. Use strategy.state_dict_type=full."
+        )
+    if state_dict_type is not _ABSENT and state_dict_type != "full":
+        raise ValueError(f"strategy.state_dict_type={state_dict_type!r} is not allowed: use full")
+    sharding = _select(cfg, "strategy.sharding_strategy")
+    if _is_adafactor(optimizer) and sharding != "NO_SHARD":
+        # torch FSDP (FSDP1, as Lightning's FSDPStrategy wraps it) flattens each unit's
+        # parameters into one FlatParameter and, for every sharded strategy, gives each
+        # rank a 1-D slice of it; with use_orig_params=True (Lightning's default) the
+        # original parameters become 1-D views of that slice
+        # (FlatParamHandle._use_sharded_views), empty where the weight lies on another
+        # rank. Adafactor factors second moments only for parameters of 2+ dims, so it
+        # would keep full, unfactored moments, and clip each update by the RMS of a slice.
+        raise ValueError(
+            f"strategy.sharding_strategy={sharding!r} with optimizer._target_={optimizer!r} "
+            "is not allowed: a sharded FSDP strategy hands the optimizer each weight as a "
+            "1-D slice of a flattened parameter, so Adafactor keeps unfactored second "
+            "moments and clips updates per slice, which is not the paper's optimizer. Use "
+            "strategy=ddp (the paper's), strategy.sharding_strategy=NO_SHARD, or "
+            "optimizer=adamw."
+        )
+
+
+def _check_deepspeed(cfg: DictConfig, optimizer: Any) -> None:
+    """DeepSpeed: no ZeRO-3, no optimizer offload, and no Adafactor over flat partitions."""
+    stage = _select(cfg, "strategy.stage")
+    if stage == 3:
+        # DeepSpeedStrategy inherits Strategy.lightning_module_state_dict(), a plain
+        # module.state_dict(); under ZeRO-3 each parameter's data is an empty placeholder
+        # outside a GatheredParameters context.
+        raise ValueError(
+            "strategy.stage=3 is not allowed: Lightning's DeepSpeedStrategy does not gather "
+            "ZeRO-3 partitioned parameters in lightning_module_state_dict(), from which the "
+            "run saves the Hugging Face model, so model/<stage>/ would hold empty "
+            "placeholders. Use strategy=fsdp (full state dict) or strategy.stage=1 or 2."
+        )
+    if _select(cfg, "strategy.offload_optimizer") is True:
+        # DeepSpeed's zero_force_ds_cpu_optimizer defaults to true and Lightning does not
+        # set it: deepspeed.initialize raises on a client optimizer with ZeRO-Offload.
+        raise ValueError(
+            "strategy.offload_optimizer=True is not allowed: DeepSpeed refuses a client "
+            "optimizer (the run's comes from conf/optimizer) with ZeRO-Offload unless "
+            "zero_force_ds_cpu_optimizer is false, which this config does not set. Use "
+            "strategy.offload_optimizer=false, or strategy=fsdp to shard optimizer state."
+        )
+    if _is_adafactor(optimizer):
+        # ZeRO (every stage) hands the client optimizer flat fp32 partitions, one 1-D
+        # tensor per parameter group and rank, instead of the model's weights.
+        raise ValueError(
+            f"strategy=deepspeed with optimizer._target_={optimizer!r} is not allowed: "
+            "ZeRO flattens the parameters into 1-D partitions before the optimizer sees "
+            "them, so Adafactor's factored second moments (per row and column of each 2-D "
+            "weight) become unfactored ones and updates are clipped per partition, which "
+            "is not the paper's optimizer. Use strategy=ddp (the paper's) or optimizer=adamw."
+        )
 
 
 FINETUNE_MODES = ("full", "lora", "qlora")
