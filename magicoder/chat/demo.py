@@ -143,46 +143,18 @@ def build_demo(
             elem_id="instruction",
         )
         submit = gr.Button("Generate", variant="primary", elem_id="submit")
-        with gr.Accordion("Generation settings", open=False):
-            with gr.Row():
-                max_new_tokens = gr.Slider(
-                    1,
-                    max(longest, settings.max_new_tokens),
-                    value=settings.max_new_tokens,
-                    step=1,
-                    label="Max new tokens",
-                )
-                temperature = gr.Slider(
-                    0.0,
-                    2.0,
-                    value=settings.temperature,
-                    step=0.05,
-                    label="Temperature (0: greedy, as evaluated)",
-                )
-                top_p = gr.Slider(
-                    0.05, 1.0, value=settings.top_p, step=0.05, label="Top-p (when sampling)"
-                )
+        max_new_tokens, temperature, top_p = _setting_sliders(gr, settings, longest)
         with gr.Row(equal_height=False):
-            columns = []
-            for index, contender in enumerate(contenders):
-                with gr.Column():
-                    gr.Markdown(f"### {contender.label}")
-                    answer = gr.Markdown(
-                        buttons=["copy"], container=True, elem_id=f"answer-{index}", min_height=80
-                    )
-                    status = gr.Markdown(elem_id=f"status-{index}")
-                    with gr.Accordion("Raw text", open=False):
-                        raw = gr.Textbox(
-                            show_label=False, lines=8, buttons=["copy"], elem_id=f"raw-{index}"
-                        )
-                columns.append((contender, answer, status, raw))
+            columns = [_answer_column(gr, index, c) for index, c in enumerate(contenders)]
         gr.Examples(
             examples=[[example.instruction] for example in examples],
             example_labels=[example.label for example in examples],
             inputs=[instruction],
             label="Examples (HumanEval+ / MBPP+, worded as evaluation words them)",
         )
-        for index, (contender, answer, status, raw) in enumerate(columns):
+        for index, (contender, (answer, status, raw)) in enumerate(
+            zip(contenders, columns, strict=True)
+        ):
             submit.click(
                 _with_raw(answer_stream(contender, settings)),
                 inputs=[instruction, max_new_tokens, temperature, top_p],
@@ -193,6 +165,40 @@ def build_demo(
             )
     demo.queue(default_concurrency_limit=1)
     return demo
+
+
+def _setting_sliders(gr: Any, settings: ChatSettings, longest: int) -> tuple[Any, Any, Any]:
+    """The max-new-tokens, temperature and top-p sliders, in a closed accordion."""
+    with gr.Accordion("Generation settings", open=False), gr.Row():
+        max_new_tokens = gr.Slider(
+            1,
+            max(longest, settings.max_new_tokens),
+            value=settings.max_new_tokens,
+            step=1,
+            label="Max new tokens",
+        )
+        temperature = gr.Slider(
+            0.0,
+            2.0,
+            value=settings.temperature,
+            step=0.05,
+            label="Temperature (0: greedy, as evaluated)",
+        )
+        top_p = gr.Slider(0.05, 1.0, value=settings.top_p, step=0.05, label="Top-p (when sampling)")
+    return max_new_tokens, temperature, top_p
+
+
+def _answer_column(gr: Any, index: int, contender: Contender) -> tuple[Any, Any, Any]:
+    """One contender's column: its rendered answer, status line and raw text."""
+    with gr.Column():
+        gr.Markdown(f"### {contender.label}")
+        answer = gr.Markdown(
+            buttons=["copy"], container=True, elem_id=f"answer-{index}", min_height=80
+        )
+        status = gr.Markdown(elem_id=f"status-{index}")
+        with gr.Accordion("Raw text", open=False):
+            raw = gr.Textbox(show_label=False, lines=8, buttons=["copy"], elem_id=f"raw-{index}")
+    return answer, status, raw
 
 
 def launch_kwargs(server_name: str, server_port: int, share: bool) -> dict[str, Any]:
