@@ -407,6 +407,8 @@ class CurateExecuteConfig:
     shard: str | None = None
     cache_path: str | None = None
     merge_from: list[str] = field(default_factory=list)
+    toolchains: dict[str, str | None] = field(default_factory=dict)
+    compile_timeout: float = 30.0
 
 
 @dataclass
@@ -524,7 +526,7 @@ class ChatAppConfig(AppConfig):
     stage: str | None = None
     instruction: str | None = None
     seed: int = 0
-    generation: ChatSettingsConfig = field(default_factory=ChatSettingsConfig)
+    generation: Any = field(default_factory=ChatSettingsConfig)  # typed by its default
 
 
 @dataclass
@@ -542,7 +544,7 @@ class DemoAppConfig(AppConfig):
     share: bool = False
     benchmark_dir: str | None = None
     examples_per_benchmark: int = 5
-    generation: ChatSettingsConfig = field(default_factory=ChatSettingsConfig)
+    generation: Any = field(default_factory=ChatSettingsConfig)  # typed by its default
 
 
 # Derived schemas: built on first use (they import the classes, some of which import torch).

@@ -1,13 +1,14 @@
-"""A scriptable OpenAI-compatible chat server, for the failure tests.
+"""A scriptable OpenAI-compatible chat server, for the failure tests and a scripted teacher.
 
 This is a fake on purpose: the real local server (``transformers serve``, used by the
 end-to-end tests) cannot be made to answer 500 or 429, hang past a timeout, or go down and
-come back on cue. This one speaks the same HTTP API and does exactly that, from a script.
+come back on cue, and the tiny model it serves never writes a reply in the sections a prompt
+asks for. This one speaks the same HTTP API and does exactly that, from a script.
 
-Each request takes the next action from ``script`` (then ``default``):
-``ok`` (a well-formed [Problem Description] / [Solution] reply, or a ``finish_reason=length``
-one for seeds in ``length_seeds``), ``500``, ``429``, ``400``, ``401``, ``timeout`` (sleeps
-``hang_s`` before answering), ``drop`` (closes the connection).
+Each request takes the next action from ``script`` (then ``default``): ``ok`` (the reply
+``replies(seed)`` -- by default a well-formed [Problem Description] / [Solution] one -- or a
+``finish_reason=length`` one for seeds in ``length_seeds``), ``500``, ``429``, ``400``,
+``401``, ``timeout`` (sleeps ``hang_s`` before answering), ``drop`` (closes the connection).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -39,6 +41,7 @@ class FakeOpenAI:
         delay_s: Seconds each answer takes.
         hang_s: Seconds a ``timeout`` action sleeps.
         length_seeds: Request seeds answered with ``finish_reason=length``.
+        replies: The message for a request seed (None: :func:`good_reply`).
     """
 
     def __init__(
@@ -48,12 +51,14 @@ class FakeOpenAI:
         delay_s: float = 0.0,
         hang_s: float = 3.0,
         length_seeds: set[int] | None = None,
+        replies: Callable[[int], str] | None = None,
     ):
         self.script: deque[str] = deque(script or [])
         self.default = default
         self.delay_s = delay_s
         self.hang_s = hang_s
         self.length_seeds = length_seeds or set()
+        self.replies = replies or good_reply
         self.requests: list[dict[str, Any]] = []
         self.times: list[float] = []
         self.actions: list[str] = []
@@ -89,7 +94,7 @@ class FakeOpenAI:
                     return
                 seed = int(body.get("seed", 0))
                 length = seed in fake.length_seeds
-                content = "[Problem Description]\nunfinished" if length else good_reply(seed)
+                content = "[Problem Description]\nunfinished" if length else fake.replies(seed)
                 self._json(
                     200,
                     {

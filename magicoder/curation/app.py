@@ -180,6 +180,8 @@ def _steps(cfg: DictConfig, fields: tuple[str, str, str | None]) -> dict[str, Ca
             shard=c.shard,
             n_workers=c.n_workers,
             solution_field=solution,
+            toolchains=to_dict(c.toolchains),
+            compile_timeout=c.compile_timeout,
         )
         execute.funnel = funnel  # type: ignore[attr-defined]
         rejected = [
@@ -212,14 +214,15 @@ def _summary_markdown(summary: dict[str, Any]) -> str:
         ]
         tables.append(markdown_table(["benchmark", "rows dropped"], rows))
     for step in summary["steps"]:
-        if "funnel" in step:  # execute: rows in -> with tests -> passing
+        if "funnel" in step:  # execute: rows in -> with tests -> passing (or no toolchain)
             funnel = step["funnel"]
             rows = [
-                {"lang": lang, "in": c.get("in", 0), "with tests": c.get("with_tests", 0),
-                 "passing": c.get("passed", 0)}
+                {"lang": lang, "in": c.get("in", 0), "no toolchain": c.get("no_toolchain", 0),
+                 "with tests": c.get("with_tests", 0), "passing": c.get("passed", 0)}
                 for lang, c in {**funnel["by_lang"], "all": funnel}.items()
             ]  # fmt: skip
-            tables.append(markdown_table(["lang", "in", "with tests", "passing"], rows))
+            columns = ["lang", "in", "no toolchain", "with tests", "passing"]
+            tables.append(markdown_table(columns, rows))
     return "\n".join(tables)
 
 

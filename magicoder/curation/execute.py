@@ -4,10 +4,23 @@ Rows made with a prompt version that asks for tests (``prompt=oss-instruct-tests
 ``tests`` field. :func:`execute_rows` joins the code blocks of the solution and of the tests
 into one program, runs it in :mod:`magicoder.sandbox` with a time limit (and the sandbox's
 memory, process and file limits), and keeps the rows whose program exits with status 0.
-Rejected rows carry ``reason`` -- ``test_failed``, ``timeout``, ``syntax``, ``no_tests``,
-``sandbox_error`` or ``no_toolchain`` (only Python runs so far) -- and the captured ``output``.
+Rejected rows carry ``reason`` -- ``test_failed``, ``timeout``, ``syntax`` (Python that does
+not parse), ``compile_error`` (a compiled language's build failed), ``no_tests``,
+``sandbox_error`` or ``no_toolchain`` -- and the captured ``output``.
 
-Results are cached by content hash (the program and the time limit) in a jsonl file, one
+Python runs in the sandbox's narrow view (the interpreter and its libraries). Other languages
+(:data:`LANGUAGES`: C++, C, JavaScript, shell, Rust) run when their compiler or interpreter
+(``toolchains``: ``g++``, ``gcc``, ``node``, ``bash``, ``rustc``) is found in ``/usr/local/bin``,
+``/usr/bin`` or ``/bin``, in a sandbox that also binds ``/usr`` read-only; otherwise, or for a
+language without an entry, the row is rejected as ``no_toolchain`` and counted per language.
+Their program is built the same way: the solution's code, then the tests' code, in one file
+(for C++ the tests are a ``main`` with ``assert``; for JavaScript top-level code that throws,
+e.g. through ``require("assert")``); it is compiled (or syntax-checked: ``node --check``,
+``bash -n``) and run, and exit status 0 is a pass. Java is not run: a class of the solution and
+a class of the tests do not make one compilable file (``no_toolchain`` says so).
+
+Results are cached by content hash (the program, the time limit and, for other languages, the
+commands that build and run it) in a jsonl file, one
 flushed line per program, so a rerun executes nothing it has seen and a killed run resumes
 where it stopped. ``shard=(i, n)`` executes only the programs whose hash falls in shard ``i``
 of ``n`` (for SLURM arrays); :func:`merge_caches` combines the shards' caches into one,
@@ -16,27 +29,136 @@ deterministically (sorted by hash), and a run over the merged cache executes not
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from magicoder.io import JsonlAppender, iter_jsonl, repair_jsonl
-from magicoder.sandbox import Limits, Sandbox, resolve_mode
+from magicoder.sandbox import SANDBOX_PATH, Limits, Sandbox, resolve_mode
 
 logger = logging.getLogger(__name__)
 
-REASONS = ("test_failed", "timeout", "syntax", "no_tests", "sandbox_error", "no_toolchain")
+REASONS = (
+    "test_failed",
+    "timeout",
+    "syntax",
+    "compile_error",
+    "no_tests",
+    "sandbox_error",
+    "no_toolchain",
+)
 PASSED = "passed"
 CACHE_VERSION = 1  # part of every hash: a change in how programs are built or judged bumps it
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.DOTALL)
-PYTHON = {"python", "py", "python3"}
+TOOL = "{tool}"  # in a language's commands: the configured compiler or interpreter
+
+
+@dataclass(frozen=True)
+class Language:
+    """How a program of one language (solution, then tests, in one file) is built and run.
+
+    Attributes:
+        filename: The program's file name.
+        compile: Run first in the program's directory; its failure is ``compile_error``.
+        run: Runs the program; exit status 0 is a pass.
+    """
+
+    filename: str
+    compile: tuple[str, ...]
+    run: tuple[str, ...]
+
+
+LANGUAGES: dict[str, Language] = {
+    "cpp": Language("main.cpp", (TOOL, "-std=c++17", "-O1", "-o", "main", "main.cpp"), ("./main",)),
+    "c": Language("main.c", (TOOL, "-std=c11", "-O1", "-o", "main", "main.c", "-lm"), ("./main",)),
+    "javascript": Language("main.js", (TOOL, "--check", "main.js"), (TOOL, "main.js")),
+    "shell": Language("main.sh", (TOOL, "-n", "main.sh"), (TOOL, "main.sh")),
+    "rust": Language("main.rs", (TOOL, "-O", "-o", "main", "main.rs"), ("./main",)),
+}
+"""Languages other than Python that ``execute`` can run, given their toolchain."""
+
+TOOLCHAINS: dict[str, str | None] = {
+    "cpp": "g++",
+    "c": "gcc",
+    "javascript": "node",
+    "shell": "bash",
+    "rust": "rustc",
+}
+"""The default ``toolchains``: language -> the command it needs (None: do not run it)."""
+
+ALIASES = {
+    "py": "python",
+    "python3": "python",
+    "c++": "cpp",
+    "cxx": "cpp",
+    "js": "javascript",
+    "node": "javascript",
+    "sh": "shell",
+    "bash": "shell",
+    "rs": "rust",
+}
+
+
+def language_of(row: dict[str, Any]) -> str:
+    """A row's language, lower-cased, aliases resolved (no ``lang``: Python)."""
+    lang = str(row.get("lang") or "python").strip().lower()
+    return ALIASES.get(lang, lang)
+
+
+def find_toolchains(
+    toolchains: Mapping[str, str | None], isolated: bool
+) -> dict[str, Language | str]:
+    """Which languages can run here.
+
+    A tool is looked up in the sandbox's ``PATH`` (``/usr/local/bin:/usr/bin:/bin``); in a
+    bubblewrap sandbox it must also live under ``/usr``, the only part of the machine the
+    toolchain sandbox binds (a compiler under a home directory is not seen there).
+
+    Args:
+        toolchains: Language -> the compiler or interpreter it needs (None: not run).
+        isolated: The programs run in bubblewrap.
+
+    Returns:
+        Language -> its commands with the tool's path put in, or why it cannot run.
+
+    Raises:
+        ValueError: A language :data:`LANGUAGES` does not know how to build.
+    """
+    unknown = sorted(set(toolchains) - set(LANGUAGES))
+    if unknown:
+        raise ValueError(
+            f"execute.toolchains names {unknown}, which execute cannot build or run; use "
+            f"languages of {sorted(LANGUAGES)} (Python always runs)."
+        )
+    found: dict[str, Language | str] = {}
+    for lang, language in LANGUAGES.items():
+        tool = toolchains.get(lang)
+        if not tool:
+            found[lang] = f"no toolchain is configured for {lang} (execute.toolchains.{lang})"
+            continue
+        path = shutil.which(tool, path=SANDBOX_PATH)
+        if path is None:
+            found[lang] = f"{tool} ({lang}) is not on this machine (looked in {SANDBOX_PATH})"
+        elif isolated and not os.path.realpath(path).startswith("/usr/"):
+            found[lang] = f"{tool} ({lang}) lives outside /usr, which the sandbox cannot see"
+        else:
+            found[lang] = Language(
+                language.filename,
+                tuple(path if arg == TOOL else arg for arg in language.compile),
+                tuple(path if arg == TOOL else arg for arg in language.run),
+            )
+    return found
 
 
 def code_of(text: str) -> str:
@@ -50,10 +172,20 @@ def build_program(solution: str, tests: str) -> str:
     return code_of(solution) + "\n\n\n" + code_of(tests) + "\n"
 
 
-def content_hash(program: str, timeout: float) -> str:
-    """What a cached result is keyed by: the program and its time limit."""
-    key = json.dumps({"v": CACHE_VERSION, "program": program, "timeout": timeout})
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+def content_hash(
+    program: str, timeout: float, language: Language | None = None, compile_timeout: float = 0.0
+) -> str:
+    """What a cached result is keyed by: the program, its time limit and, for a language other
+    than Python, how it is built and run."""
+    record: dict[str, Any] = {"v": CACHE_VERSION, "program": program, "timeout": timeout}
+    if language is not None:
+        record["build"] = {
+            "file": language.filename,
+            "compile": list(language.compile),
+            "run": list(language.run),
+            "compile_timeout": compile_timeout,
+        }
+    return hashlib.sha256(json.dumps(record).encode("utf-8")).hexdigest()
 
 
 def parse_shard(shard: str | None) -> tuple[int, int] | None:
@@ -83,15 +215,47 @@ def read_cache(path: Path) -> dict[str, dict[str, Any]]:
     return {record["hash"]: record for record in iter_jsonl(path)}
 
 
-def merge_caches(paths: Sequence[Path], out: Path) -> int:
-    """Combine shard caches into ``out`` (each hash once, sorted by hash); returns the count.
+def cache_files(patterns: Sequence[str | Path]) -> list[Path]:
+    """The cache files named by paths or glob patterns (a sweep's ``*/execute-cache.jsonl``),
+    sorted within each pattern, each once.
 
     Raises:
+        FileNotFoundError: A path or pattern that names no file (a mistyped shard would
+            otherwise merge nothing, and the merged run execute that shard again).
+    """
+    files: list[Path] = []
+    for pattern in patterns:
+        text = str(Path(pattern).expanduser())
+        matches = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        matches = [m for m in matches if Path(m).is_file()]
+        if not matches:
+            raise FileNotFoundError(
+                f"execute.merge_from entry {str(pattern)!r} names no cache file; give the "
+                "shards' execute-cache.jsonl files (paths or glob patterns)."
+            )
+        files += [Path(m) for m in matches if Path(m) not in files]
+    return files
+
+
+def merge_caches(paths: Sequence[str | Path], out: Path) -> int:
+    """Combine shard caches into ``out`` (each hash once, sorted by hash); returns the count.
+
+    Args:
+        paths: Cache files or glob patterns (see :func:`cache_files`); ``out`` itself may be
+            among them, and may not exist yet.
+        out: The merged cache, written atomically.
+
+    Raises:
+        FileNotFoundError: A path or pattern names no file.
         ValueError: Two caches disagree on the result of the same program.
     """
+    out = Path(out)
     merged: dict[str, dict[str, Any]] = {}
-    for path in paths:
-        for digest, record in read_cache(Path(path)).items():
+    sources = cache_files([p for p in paths if Path(p) != out])
+    if out.is_file() and any(Path(p) == out for p in paths):
+        sources.append(out)
+    for path in sources:
+        for digest, record in read_cache(path).items():
             if digest in merged and merged[digest]["status"] != record["status"]:
                 raise ValueError(
                     f"caches disagree on program {digest[:12]}: {merged[digest]['status']} vs "
@@ -107,18 +271,44 @@ def merge_caches(paths: Sequence[Path], out: Path) -> int:
     return len(merged)
 
 
-def judge(sandbox: Sandbox, program: str, timeout: float) -> dict[str, Any]:
-    """Run one program; ``{"status": "passed" | reason, "output": ...}``."""
-    try:
-        compile(program, "<solution+tests>", "exec")  # compiling runs nothing
-    except (SyntaxError, ValueError) as err:
-        return {"status": "syntax", "output": f"{type(err).__name__}: {err}"}
-    result = sandbox.run(program, timeout=timeout)
+def judge(
+    sandbox: Sandbox,
+    program: str,
+    timeout: float,
+    language: Language | None = None,
+    compile_timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Run one program; ``{"status": "passed" | reason, "output": ...}``.
+
+    Args:
+        sandbox: Where it runs (for ``language``, one made with ``toolchains=True``).
+        program: The solution's code, then the tests' code.
+        timeout: Seconds the program may run.
+        language: How to build and run it (:func:`find_toolchains`); None: Python.
+        compile_timeout: Seconds its compile step may take.
+    """
+    if language is None:
+        try:
+            compile(program, "<solution+tests>", "exec")  # compiling runs nothing
+        except (SyntaxError, ValueError) as err:
+            return {"status": "syntax", "output": f"{type(err).__name__}: {err}"}
+        result = sandbox.run(program, timeout=timeout)
+    else:
+        result = sandbox.run(
+            program,
+            timeout=timeout,
+            filename=language.filename,
+            compile=language.compile,
+            argv=language.run,
+            compile_timeout=compile_timeout,
+        )
     output = (result.stdout + result.stderr)[-4000:]
     if result.error is not None and not result.timed_out:
         return {"status": "sandbox_error", "output": result.error}
     if result.timed_out:
         return {"status": "timeout", "output": output}
+    if result.compile_failed:
+        return {"status": "compile_error", "output": output}
     return {"status": PASSED if result.returncode == 0 else "test_failed", "output": output}
 
 
@@ -132,6 +322,8 @@ def execute_rows(
     n_workers: int = 1,
     solution_field: str = "solution",
     limits: Limits | None = None,
+    toolchains: Mapping[str, str | None] | None = None,
+    compile_timeout: float = 30.0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Keep the rows whose solution passes its tests.
 
@@ -145,50 +337,74 @@ def execute_rows(
         n_workers: Programs run at once (one sandbox each).
         solution_field: The field holding the solution.
         limits: Sandbox limits; None: the defaults.
+        toolchains: Language -> the compiler or interpreter it needs (None or missing: the
+            language is not run); None: :data:`TOOLCHAINS`.
+        compile_timeout: Seconds a compiled language's build may take.
 
     Returns:
         ``(kept, rejected, funnel)``: rejected rows carry ``reason`` and ``output``; the funnel
-        counts rows in, with tests, executed now, cache hits and passing, per language too.
+        counts rows in, with tests, executed now, cache hits and passing, per language too
+        (and ``no_toolchain``: rows of languages not run here; in a shard, the rows left to
+        the other shards).
     """
     if timeout <= 0:
         raise ValueError(f"execute timeout={timeout!r} must be positive (seconds per program).")
     if n_workers < 1:
         raise ValueError(f"execute n_workers={n_workers!r} must be >= 1.")
+    if compile_timeout <= 0:
+        raise ValueError(
+            f"execute compile_timeout={compile_timeout!r} must be positive (seconds per build)."
+        )
     where = parse_shard(shard)
     mode = resolve_mode(sandbox)
+    runnable = find_toolchains(TOOLCHAINS if toolchains is None else toolchains, mode == "bwrap")
     cache = read_cache(cache_path)
     funnel: dict[str, Any] = {"in": 0, "with_tests": 0, "passed": 0, "executed": 0, "cached": 0}
+    funnel["no_toolchain"] = 0
+    other_shards = 0
     by_lang: dict[str, Counter[str]] = {}
-    todo: dict[str, str] = {}
-    plan: list[tuple[dict[str, Any], str | None, str | None]] = []  # row, hash, reason
+    todo: dict[str, tuple[str, Language | None]] = {}
+    plan: list[tuple[dict[str, Any], str | None, str | None, str]] = []  # row, hash, reason, why
     for row in rows:
+        lang = language_of(row)
+        language = runnable.get(lang, f"execute does not run {lang} programs")
         program = None
         reason = None
-        if str(row.get("lang") or "python").lower() not in PYTHON:
-            reason = "no_toolchain"
+        why = ""
+        if lang != "python" and not isinstance(language, Language):
+            reason, why = "no_toolchain", str(language)
         elif not str(row.get("tests") or "").strip() or not code_of(str(row["tests"])):
             reason = "no_tests"
         else:
             program = build_program(str(row[solution_field]), str(row["tests"]))
-        digest = content_hash(program, timeout) if program is not None else None
+        build = language if isinstance(language, Language) else None
+        digest = (
+            content_hash(program, timeout, build, compile_timeout) if program is not None else None
+        )
         key = digest or hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
         if not in_shard(key, where):
+            other_shards += 1
             continue
-        plan.append((row, digest, reason))
+        plan.append((row, digest, reason, why))
         if digest is not None and digest not in cache and program is not None:
-            todo.setdefault(digest, program)
+            todo.setdefault(digest, (program, build))
 
     lock = threading.Lock()
     local = threading.local()
     sandboxes: list[Sandbox] = []
 
-    def run_one(item: tuple[str, str], appender: JsonlAppender) -> None:
-        digest, program = item
-        if not hasattr(local, "sandbox"):
-            local.sandbox = Sandbox(mode, limits)
+    def run_one(item: tuple[str, tuple[str, Language | None]], appender: JsonlAppender) -> None:
+        digest, (program, language) = item
+        # Python keeps the narrow view; other languages get one with /usr (their toolchains).
+        toolchain = language is not None
+        if not hasattr(local, "sandboxes"):
+            local.sandboxes = {}
+        if toolchain not in local.sandboxes:
+            local.sandboxes[toolchain] = Sandbox(mode, limits, toolchains=toolchain)
             with lock:
-                sandboxes.append(local.sandbox)
-        record = {"hash": digest, **judge(local.sandbox, program, timeout)}
+                sandboxes.append(local.sandboxes[toolchain])
+        box = local.sandboxes[toolchain]
+        record = {"hash": digest, **judge(box, program, timeout, language, compile_timeout)}
         with lock:
             appender.write(record)
             cache[digest] = record
@@ -208,12 +424,13 @@ def execute_rows(
 
     kept: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    for row, digest, reason in plan:
-        lang = str(row.get("lang") or "python")
-        counts = by_lang.setdefault(lang, Counter())
+    for row, digest, reason, output in plan:
+        counts = by_lang.setdefault(language_of(row), Counter())
         counts["in"] += 1
         funnel["in"] += 1
-        output = ""
+        if reason == "no_toolchain":
+            counts["no_toolchain"] += 1
+            funnel["no_toolchain"] += 1
         if digest is not None:
             counts["with_tests"] += 1
             funnel["with_tests"] += 1
@@ -226,14 +443,20 @@ def execute_rows(
             kept.append(row)
         else:
             rejected.append({**row, "reason": reason, "output": output})
-    funnel["cached"] = sum(1 for _, digest, _ in plan if digest is not None) - funnel["executed"]
+    funnel["cached"] = sum(1 for _, digest, _, _ in plan if digest is not None) - funnel["executed"]
     funnel["by_lang"] = {lang: dict(counts) for lang, counts in sorted(by_lang.items())}
+    if where is not None:
+        funnel["shard"] = f"{where[0]}/{where[1]}"
+        funnel["other_shards"] = other_shards
     logger.info(
-        "execute: %d rows, %d with tests, %d passed (%d programs run, %d from the cache)",
+        "execute%s: %d rows, %d with tests, %d passed (%d programs run, %d from the cache; "
+        "%d rows of languages without a toolchain here)",
+        f" (shard {funnel['shard']}; {other_shards} rows left to other shards)" if where else "",
         funnel["in"],
         funnel["with_tests"],
         funnel["passed"],
         funnel["executed"],
         funnel["cached"],
+        funnel["no_toolchain"],
     )
     return kept, rejected, funnel

@@ -17,6 +17,12 @@ Isolation comes from bubblewrap (``bwrap``), not from anything hand-made: each
 - ``--die-with-parent`` and ``--new-session``; rlimits on processes, open files and file size
   for the container, and CPU seconds and address space for each job.
 
+A sandbox made with ``toolchains=True`` (for programs in other languages: compilers and
+interpreters live in ``/usr/bin``, ``/usr/lib/gcc``, ``/usr/lib/jvm`` ...) binds all of ``/usr``
+read-only, and ``/etc/alternatives``, instead of only the libraries; everything else -- the
+namespaces, the tmpfs, the uid, the environment, the limits -- is the same. Scoring and Python
+programs keep the narrower view.
+
 After each job every process it left behind is killed (``kill(-1)`` inside the PID
 namespace) and the scratch directory emptied. A job that kills its parent, hangs or crashes
 is answered with an error; one that kills the server ends that container, and the next job
@@ -47,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +68,10 @@ RUNNER_PATH = "/sandbox/runner.py"
 SCRATCH = "/tmp"
 # evalplus reads these in each check; they are settings, not secrets.
 PASSED_ENV = ("EVALPLUS_MAX_MEMORY_BYTES", "EVALPLUS_TIMEOUT_PER_TASK")
+# What the toolchain profile binds besides /usr: links some compilers are reached through.
+TOOLCHAIN_ETC = ("/etc/alternatives",)
+# Where programs look for commands, inside the sandbox and out.
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Seconds the host waits beyond a job's own deadline before it kills the container.
 HOST_SLACK = 10.0
 STARTUP_TIMEOUT = 60.0
@@ -113,6 +124,8 @@ class ProgramResult:
         stderr: Its standard error (the last 64 KiB).
         timed_out: It ran past its time limit.
         error: Why the sandbox could not report a result (None when it did).
+        compile_failed: Its compile step failed (or timed out); the output is the compiler's
+            and the program never ran.
     """
 
     returncode: int | None
@@ -120,6 +133,7 @@ class ProgramResult:
     stderr: str
     timed_out: bool = False
     error: str | None = None
+    compile_failed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -225,10 +239,15 @@ def _namespace_args() -> list[str]:
     return args
 
 
-def _read_only_paths() -> list[str]:
-    """What Python needs: the C libraries, the interpreter, its environment's site-packages."""
-    # The C libraries, not /usr/bin: no shell or tools (a system Python binds /usr whole).
-    paths = [p for p in ("/usr/lib", "/usr/lib64", "/usr/lib32") if os.path.isdir(p)]
+def _read_only_paths(toolchains: bool = False) -> list[str]:
+    """What Python needs: the C libraries, the interpreter, its environment's site-packages;
+    with ``toolchains``, all of ``/usr`` (compilers, interpreters, headers) and the
+    ``/etc/alternatives`` links that name some of them."""
+    if toolchains:
+        paths = [p for p in ("/usr", *TOOLCHAIN_ETC) if os.path.isdir(p)]
+    else:
+        # The C libraries, not /usr/bin: no shell or tools (a system Python binds /usr whole).
+        paths = [p for p in ("/usr/lib", "/usr/lib64", "/usr/lib32") if os.path.isdir(p)]
     for prefix in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix):
         paths.append(prefix)
     paths.append(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
@@ -252,10 +271,10 @@ def _read_only_paths() -> list[str]:
     return kept
 
 
-def _filesystem_args(tmpfs_bytes: int = 64 << 20) -> list[str]:
+def _filesystem_args(tmpfs_bytes: int = 64 << 20, toolchains: bool = False) -> list[str]:
     args = ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
     created: set[str] = set()
-    for path in _read_only_paths():
+    for path in _read_only_paths(toolchains):
         # bwrap creates missing parents 0700 when it runs as root; make them traversable.
         parent = os.path.dirname(path)
         parents = []
@@ -267,7 +286,8 @@ def _filesystem_args(tmpfs_bytes: int = 64 << 20) -> list[str]:
             created.add(directory)
         args += ["--ro-bind", path, path]
         created.add(path)
-    for name in ("lib", "lib64", "lib32"):
+    # With the toolchains, /bin too: system() and #! lines name /bin/sh.
+    for name in ("lib", "lib64", "lib32", *(("bin", "sbin") if toolchains else ())):
         link = f"/{name}"
         if os.path.islink(link):
             args += ["--symlink", os.readlink(link), link]
@@ -281,7 +301,7 @@ def _filesystem_args(tmpfs_bytes: int = 64 << 20) -> list[str]:
 
 def _environment() -> dict[str, str]:
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": SANDBOX_PATH,
         "HOME": SCRATCH,
         "TMPDIR": SCRATCH,
         "LANG": "C.UTF-8",
@@ -302,15 +322,18 @@ class Sandbox:
     Args:
         mode: ``auto``, ``bwrap`` or ``none`` (see the module docstring).
         limits: Resource limits; None: :class:`Limits`' defaults.
+        toolchains: Bind all of ``/usr`` read-only, so compilers and interpreters other than
+            Python run (see the module docstring); False: only what Python needs.
 
     Raises:
         ValueError: An unknown mode or a bad limit.
         SandboxUnavailable: ``mode="bwrap"`` where bubblewrap cannot run.
     """
 
-    def __init__(self, mode: str = "auto", limits: Limits | None = None):
+    def __init__(self, mode: str = "auto", limits: Limits | None = None, toolchains: bool = False):
         self.mode = resolve_mode(mode)
         self.limits = limits or Limits()
+        self.toolchains = toolchains
         self._process: subprocess.Popen | None = None
         self._scratch: tempfile.TemporaryDirectory | None = None
         self.started = 0  # containers started (restarts after a job killed one)
@@ -332,7 +355,7 @@ class Sandbox:
             command = [sys.executable, "-I", "-B", str(RUNNER), "--limits", json.dumps(limits)]
             return command, env
         command = [shutil.which("bwrap") or "bwrap", *_namespace_args()]
-        command += _filesystem_args(self.limits.tmpfs_bytes)
+        command += _filesystem_args(self.limits.tmpfs_bytes, self.toolchains)
         command += ["--ro-bind", str(RUNNER), RUNNER_PATH, "--chdir", SCRATCH, "--clearenv"]
         for name, value in env.items():
             command += ["--setenv", name, value]
@@ -432,15 +455,43 @@ class Sandbox:
             }
         return answer
 
-    def run(self, program: str, *, stdin: str = "", timeout: float = 10.0) -> ProgramResult:
-        """Run one Python program (source text) with ``stdin``, up to ``timeout`` seconds."""
+    def run(
+        self,
+        program: str,
+        *,
+        stdin: str = "",
+        timeout: float = 10.0,
+        filename: str = "main.py",
+        compile: Sequence[str] | None = None,
+        argv: Sequence[str] | None = None,
+        compile_timeout: float = 30.0,
+    ) -> ProgramResult:
+        """Run one program (source text) with ``stdin``, up to ``timeout`` seconds.
+
+        Args:
+            program: The program's source, written to ``filename`` in a fresh directory.
+            stdin: Text fed to its standard input.
+            timeout: Wall-clock seconds the program may run (CPU seconds are capped alike).
+            filename: The source file's name (what ``compile`` and ``argv`` refer to).
+            compile: A command run first in that directory, up to ``compile_timeout`` seconds
+                (e.g. ``["g++", "-o", "main", "main.cpp"]``); its failure is the result, with
+                ``compile_failed``. None: nothing to build.
+            argv: The command that runs the program (e.g. ``["./main"]``); None: this Python
+                on ``filename``.
+            compile_timeout: Seconds the compile step may take.
+        """
+        budget = timeout + (compile_timeout if compile else 0.0)
         answer = self.call(
             {
                 "kind": "program",
                 "source": program,
+                "filename": filename,
+                "compile": list(compile) if compile else None,
+                "compile_timeout": compile_timeout,
+                "argv": list(argv) if argv else None,
                 "stdin": stdin,
                 "timeout": timeout,
-                "deadline": timeout + 5,
+                "deadline": budget + 5,
             }
         )
         if not answer.get("ok"):
@@ -448,7 +499,11 @@ class Sandbox:
                 None, "", "", timed_out=bool(answer.get("timed_out")), error=answer.get("error")
             )
         return ProgramResult(
-            answer["returncode"], answer["stdout"], answer["stderr"], answer["timed_out"]
+            answer["returncode"],
+            answer["stdout"],
+            answer["stderr"],
+            answer["timed_out"],
+            compile_failed=bool(answer.get("compile_failed")),
         )
 
     def close(self) -> None:

@@ -132,26 +132,43 @@ def _evalplus_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _program_job(job: dict[str, Any], scratch: str) -> dict[str, Any]:
-    workdir = tempfile.mkdtemp(dir=scratch)
-    path = os.path.join(workdir, "main.py")
+    """Write the program (``source`` as ``filename``, and any ``files``) to a fresh directory;
+    run ``compile`` there first when given (its failure is the answer, ``compile_failed``),
+    then ``argv`` (default: this interpreter on the file)."""
+    # One fixed name (the scratch is emptied after each job): the paths in a traceback, and
+    # so the captured output, are the same for the same program on any run.
+    workdir = os.path.join(scratch, "job")
+    os.mkdir(workdir)
+    path = os.path.join(workdir, os.path.basename(job.get("filename") or "main.py"))
     with open(path, "w", encoding="utf-8") as f:
         f.write(job["source"])
     for name, content in (job.get("files") or {}).items():
         with open(os.path.join(workdir, os.path.basename(name)), "w", encoding="utf-8") as f:
             f.write(content)
+    if job.get("compile"):
+        built = _run_command(job["compile"], workdir, "", job["compile_timeout"], "compile")
+        if built["timed_out"] or built["returncode"] != 0:
+            return {**built, "compile_failed": True}
+    argv = job.get("argv") or [sys.executable, "-I", "-B", path]
+    return _run_command(argv, workdir, job.get("stdin", ""), job["timeout"], "run")
+
+
+def _run_command(
+    argv: list[str], workdir: str, stdin: str, timeout: float, name: str
+) -> dict[str, Any]:
     # Output goes to files, not pipes: a child the program leaves behind would hold a pipe
     # open and keep the run waiting for its end.
-    out_path, err_path = os.path.join(workdir, ".stdout"), os.path.join(workdir, ".stderr")
+    out_path = os.path.join(workdir, f".{name}.stdout")
+    err_path = os.path.join(workdir, f".{name}.stderr")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-I", "-B", path],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=err,
-            cwd=workdir,
-        )
         try:
-            process.communicate(job.get("stdin", "").encode(), timeout=job["timeout"])
+            process = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir
+            )
+        except OSError as error:  # the compiler or interpreter is not here
+            return {"returncode": 127, "timed_out": False, "stdout": "", "stderr": repr(error)}
+        try:
+            process.communicate(stdin.encode(), timeout=timeout)
             returncode, timed_out = process.returncode, False
         except subprocess.TimeoutExpired:
             process.kill()

@@ -54,7 +54,7 @@ def test_execute_keeps_passing_rows_with_reasons_and_caches(tmp_path: Path) -> N
     failed = next(row for row in rejected if row["index"] == 1)
     assert "AssertionError" in failed["output"]
     assert (funnel["in"], funnel["with_tests"], funnel["passed"]) == (6, 4, 1)
-    assert funnel["executed"] == 4 and funnel["by_lang"]["rust"] == {"in": 1}
+    assert funnel["executed"] == 4 and funnel["by_lang"]["rust"] == {"in": 1, "no_toolchain": 1}
 
     again = execute_rows(_rows(), cache_path=cache, sandbox="bwrap", timeout=1.0)
     assert again[0] == kept and again[2]["executed"] == 0 and again[2]["cached"] == 4
