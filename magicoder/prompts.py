@@ -6,6 +6,8 @@ new ``*_VERSION`` so that fingerprints of generated data and results change with
 
 from __future__ import annotations
 
+from typing import Any
+
 MAGICODER_PROMPT = """You are an exceptionally intelligent coding assistant that consistently delivers accurate and reliable responses to user instructions.
 
 @@ Instruction
@@ -27,6 +29,21 @@ MBPP_RESPONSE_PREFIX = "```python"
 CODE_FENCE = "```"
 """Evaluation completions are cut at the first closing fence."""
 
+# Evaluation of chat models in their own chat template (``eval.prompt=chat-template``), as
+# EvalPlus prompts them: ``evalplus.provider.utility.make_raw_chat_prompt`` with the prefixes
+# ``evalplus.codegen.run_codegen`` passes. The texts are kept here, not imported, because
+# evalplus holds the prefixes as locals of ``run_codegen``; a test pins the function against
+# evalplus's own.
+PROMPT_FORMATS: tuple[str, ...] = ("magicoder", "chat-template")
+"""How evaluation prompts a model: ``magicoder`` (``MAGICODER_PROMPT`` with the paper's
+instructions and response prefixes) or ``chat-template`` (the tokenizer's chat template)."""
+
+EVALPLUS_INSTRUCTION_PREFIX = "Please provide a self-contained Python script that solves the following problem in a markdown code block:"
+EVALPLUS_RESPONSE_PREFIX = "Below is a Python script with a self-contained function that solves the problem and passes corresponding tests:"
+CHAT_SPLITTER = "-[[]]-this-is-really-our-highest-priority-[[]]-"
+"""evalplus's ``_MAGIC_SPLITTER_``: the chat is rendered with it as the assistant's code, and
+the prompt is the text before it."""
+
 
 def format_prompt(instruction: str, response: str = "") -> str:
     """Fill ``MAGICODER_PROMPT``; with ``response=""`` this is the generation prefix.
@@ -39,6 +56,34 @@ def format_prompt(instruction: str, response: str = "") -> str:
         The full prompt text.
     """
     return MAGICODER_PROMPT.format(instruction=instruction, response=response)
+
+
+def format_chat_prompt(task_prompt: str, tokenizer: Any) -> str:
+    """The evaluation prompt of a chat model, as EvalPlus builds it (``make_raw_chat_prompt``).
+
+    The user asks for a script in :data:`EVALPLUS_INSTRUCTION_PREFIX` with the task's prompt in
+    a fence; the assistant's turn starts with :data:`EVALPLUS_RESPONSE_PREFIX` and an opened
+    Python code fence, which the model continues with the whole program (not a continuation
+    of the task's prompt, as with ``magicoder``).
+
+    Args:
+        task_prompt: The benchmark task's ``prompt`` (stripped here, as evalplus does).
+        tokenizer: A tokenizer whose ``chat_template`` is set.
+
+    Returns:
+        The rendered chat up to where the assistant's code begins.
+
+    Raises:
+        ValueError: If the tokenizer has no chat template.
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(
+            "format_chat_prompt needs a tokenizer with a chat_template; this one has none"
+        )
+    user = f"{EVALPLUS_INSTRUCTION_PREFIX}\n```\n{task_prompt.strip()}\n```\n"
+    assistant = f"{EVALPLUS_RESPONSE_PREFIX}\n```python\n{CHAT_SPLITTER}\n```\n"
+    chat = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    return tokenizer.apply_chat_template(chat, tokenize=False).split(CHAT_SPLITTER)[0]
 
 
 # OSS-Instruct generation (``magicoder-generate``), verbatim from Magicoder's

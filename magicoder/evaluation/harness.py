@@ -1,6 +1,7 @@
 """Evaluate a model on HumanEval+ / MBPP+ the way the Magicoder paper did, and record it.
 
-For each benchmark: build the paper's text2code prompts, generate greedily (512 new tokens by
+For each benchmark: build the paper's text2code prompts (or, with ``eval.prompt=chat-template``,
+EvalPlus's chat prompts in the tokenizer's chat template), generate greedily (512 new tokens by
 default), cut at the closing fence, assemble full programs (EvalPlus-sanitized by default),
 write ``<out_dir>/<benchmark>/samples.jsonl`` (EvalPlus's sample format, so
 ``evalplus.evaluate --samples`` can rescore it), score it with EvalPlus, and write
@@ -32,10 +33,10 @@ from magicoder.evaluation.generation import (
     completion_generator,
 )
 from magicoder.evaluation.protocols import SANITIZERS, Protocol, get_protocol, protocol_record
-from magicoder.evaluation.sanitizers import assemble_solution, sanitize_program
+from magicoder.evaluation.sanitizers import assemble_solution, cut_completion, sanitize_program
 from magicoder.evaluation.scoring import Scorer, pass_at_1
 from magicoder.io import write_jsonl
-from magicoder.prompts import CODE_FENCE, format_prompt
+from magicoder.prompts import CODE_FENCE, PROMPT_FORMATS, format_chat_prompt, format_prompt
 from magicoder.provenance import provenance
 from magicoder.sandbox import MODES as SANDBOX_MODES
 
@@ -73,6 +74,12 @@ class EvalSettings:
         vllm_args: Extra ``vllm.LLM`` arguments for the vllm backend.
         device: Where the ``hf`` backend generates: "auto" (see :func:`resolve_device`),
             "cpu", "cuda", "cuda:1", ...
+        prompt: How each task is put to the model (:data:`~magicoder.prompts.PROMPT_FORMATS`):
+            "magicoder" (``MAGICODER_PROMPT`` with the paper's instruction and response
+            prefix; the model continues the task's prompt) or "chat-template" (the tokenizer's
+            chat template around EvalPlus's instruction, as EvalPlus prompts chat models; the
+            model writes the whole program). Every protocol prompts with "magicoder": a
+            "chat-template" result is labelled custom (see :mod:`.protocols`).
     """
 
     protocol: str = "evalplus-current"
@@ -92,6 +99,7 @@ class EvalSettings:
     backend: str = "hf"
     vllm_args: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
+    prompt: str = "magicoder"
 
     def __post_init__(self) -> None:
         # Accept any sequence (Hydra hands over a ListConfig) but keep a plain list.
@@ -107,6 +115,12 @@ class EvalSettings:
         if len(set(self.benchmarks)) != len(self.benchmarks):
             raise ValueError(f"eval.benchmarks={self.benchmarks!r} lists a benchmark twice.")
         check_batch_size(self.batch_size)
+        if self.prompt not in PROMPT_FORMATS:
+            raise ValueError(
+                f"eval.prompt={self.prompt!r} is unknown; use magicoder (the paper's template, "
+                "for models trained with it) or chat-template (the tokenizer's own chat "
+                "template, for chat models such as the instruct baselines)."
+            )
         spec = get_protocol(self.protocol)
         if self.max_new_tokens is None:
             self.max_new_tokens = spec.max_new_tokens
@@ -154,8 +168,16 @@ class EvalSettings:
         """The named protocol."""
         return get_protocol(self.protocol)
 
-    def protocol_record(self, benchmark: Benchmark) -> dict[str, Any]:
-        """What ``benchmark``'s numbers are made under (see :func:`protocol_record`)."""
+    def protocol_record(
+        self, benchmark: Benchmark, chat_template: str | None = None
+    ) -> dict[str, Any]:
+        """What ``benchmark``'s numbers are made under (see :func:`protocol_record`).
+
+        Args:
+            benchmark: The benchmark scored.
+            chat_template: With ``prompt="chat-template"``, the template the prompts were
+                rendered with (None: not known here, e.g. when scoring a samples file).
+        """
         assert isinstance(self.sanitize, dict) and isinstance(self.max_new_tokens, int)
         return protocol_record(
             self.spec,
@@ -166,6 +188,8 @@ class EvalSettings:
             n_total=benchmark.n_total,
             sanitizer=self.sanitize[benchmark.name],
             max_new_tokens=self.max_new_tokens,
+            prompt=self.prompt,
+            chat_template=chat_template,
         )
 
 
@@ -283,6 +307,7 @@ def _finish(
     settings: EvalSettings,
     results_path: Path | None,
     extra: dict[str, Any],
+    chat_template: str | None = None,
 ) -> BenchmarkResult:
     rows = scorer.score(
         benchmark,
@@ -301,7 +326,7 @@ def _finish(
         rows=rows,
         samples_path=samples_path,
         results_path=results_path,
-        protocol=settings.protocol_record(benchmark),
+        protocol=settings.protocol_record(benchmark, chat_template),
     )
     if results_path is not None:
         _write_results(result, benchmark, settings, extra)
@@ -353,6 +378,68 @@ def _write_results(
     }
     result.results_path.parent.mkdir(parents=True, exist_ok=True)
     result.results_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def chat_template_of(tokenizer: Any, prompt: str) -> str | None:
+    """The chat template evaluation renders its prompts with (None for ``magicoder``).
+
+    Args:
+        tokenizer: The model's tokenizer.
+        prompt: ``eval.prompt``.
+
+    Returns:
+        The template's source (a tokenizer with several named templates: all of them, as
+        sorted JSON), for the protocol record's ``prompt_sha256``.
+
+    Raises:
+        ValueError: ``eval.prompt=chat-template`` with a tokenizer that has no chat template.
+    """
+    if prompt != "chat-template":
+        return None
+    template = getattr(tokenizer, "chat_template", None)
+    if template is None:
+        name = getattr(tokenizer, "name_or_path", None) or type(tokenizer).__name__
+        raise ValueError(
+            f"eval.prompt=chat-template needs a tokenizer with a chat template, and the "
+            f"tokenizer of {name!r} has none. Use eval.prompt=magicoder (the paper's template: "
+            "base models and models trained here), or a model whose tokenizer has one (a "
+            "chat_template in its tokenizer_config.json, or a chat_template.jinja file)."
+        )
+    return template if isinstance(template, str) else json.dumps(template, sort_keys=True)
+
+
+def task_prompts(
+    benchmark: Benchmark, task_ids: Sequence[str], prompt: str, tokenizer: Any = None
+) -> list[str]:
+    """The text generation starts from, for each task.
+
+    Args:
+        benchmark: The loaded benchmark.
+        task_ids: Tasks of ``benchmark``, in the order wanted.
+        prompt: ``eval.prompt``: ``magicoder`` fills ``MAGICODER_PROMPT`` with the paper's
+            instruction and response prefix; ``chat-template`` renders EvalPlus's chat prompt
+            for the task's prompt (``format_chat_prompt``) with ``tokenizer``.
+        tokenizer: The model's tokenizer (needed for ``chat-template``).
+    """
+    if prompt == "chat-template":
+        return [format_chat_prompt(benchmark.problems[t]["prompt"], tokenizer) for t in task_ids]
+    return [format_prompt(*benchmark.prompt(task_id)) for task_id in task_ids]
+
+
+def completion_program(
+    benchmark: Benchmark, task_id: str, completion: str, sanitizer: str, prompt: str
+) -> str:
+    """The program scored for one raw completion.
+
+    With ``magicoder`` the completion continues the response prefix (for HumanEval+, the
+    task's prompt; see :func:`assemble_solution`). With ``chat-template`` the model wrote the
+    whole program after the opened fence: the program is the completion cut at its closing
+    fence, as evalplus's codegen takes a chat model's output for the solution.
+    """
+    problem = benchmark.problems[task_id]
+    if prompt == "chat-template":
+        return sanitize_program(benchmark.name, problem, cut_completion(completion), sanitizer)
+    return assemble_solution(benchmark.name, problem, completion, sanitizer)
 
 
 def resolve_device(name: str, accelerator: str = "auto", devices: Any = "auto") -> torch.device:
@@ -415,6 +502,8 @@ def evaluate_model(
         )
     out_dir = Path(out_dir)
     assert settings.max_new_tokens is not None  # resolved from the protocol on construction
+    # Before an engine starts or anything generates: a missing chat template fails here.
+    chat_template = chat_template_of(tokenizer, settings.prompt)
     generate = completion_generator(
         settings.backend,
         model,
@@ -437,7 +526,14 @@ def evaluate_model(
             )
         return [
             _generate_and_score(
-                benchmarks[name], generate, settings, out_dir / name, model_info, scorer
+                benchmarks[name],
+                generate,
+                settings,
+                out_dir / name,
+                model_info,
+                scorer,
+                tokenizer,
+                chat_template,
             )
             for name in settings.benchmarks
         ]
@@ -462,12 +558,14 @@ def _generate_and_score(
     bench_dir: Path,
     model_info: dict[str, Any],
     scorer: Scorer,
+    tokenizer: Any,
+    chat_template: str | None,
 ) -> BenchmarkResult:
     """One benchmark: prompts → completions → programs → ``samples.jsonl`` → scores."""
     assert isinstance(settings.sanitize, dict)
     sanitizer = settings.sanitize[benchmark.name]
     task_ids = list(benchmark.problems)
-    prompts = [format_prompt(*benchmark.prompt(task_id)) for task_id in task_ids]
+    prompts = task_prompts(benchmark, task_ids, settings.prompt, tokenizer)
     logger.info("%s: generating %d completions", benchmark.name, len(prompts))
     completions = generate(prompts, desc=f"generate {benchmark.name}")
     # The raw text, before cutting and sanitizing, for debugging generations.
@@ -478,8 +576,8 @@ def _generate_and_score(
     samples = [
         {
             "task_id": task_id,
-            "solution": assemble_solution(
-                benchmark.name, benchmark.problems[task_id], completion, sanitizer
+            "solution": completion_program(
+                benchmark, task_id, completion, sanitizer, settings.prompt
             ),
         }
         for task_id, completion in zip(task_ids, completions, strict=True)
@@ -489,6 +587,7 @@ def _generate_and_score(
     generation = {
         **model_info,
         "decoding": "greedy",
+        "prompt": settings.prompt,
         "backend": settings.backend,
         "batch_size": settings.batch_size,
         "max_new_tokens": settings.max_new_tokens,
@@ -503,6 +602,7 @@ def _generate_and_score(
         settings,
         bench_dir / "results.json",
         {"generation": generation},
+        chat_template,
     )
 
 

@@ -5,6 +5,13 @@ each completion becomes a program (the sanitizer), the prompts, the decoding and
 length. Numbers are comparable only when their fingerprints (:func:`protocol_record`'s ``id``)
 are equal; the paper's numbers only beside ``magicoder-paper``.
 
+Both protocols prompt every model with ``MAGICODER_PROMPT`` and the paper's instructions and
+response prefixes (``prompt: magicoder``). A model scored in its own chat template
+(``eval.prompt=chat-template``, how EvalPlus prompts chat models: the instruct baselines) is
+scored under another protocol than the named one: its record is ``custom``, labelled
+``<protocol>, prompt=chat-template``, and its ``prompt_sha256`` hashes the chat template it
+was given, so two runs share an id only when their models were prompted with the same text.
+
 - ``magicoder-paper``: what the paper's numbers come from -- the evalplus commit its repository
   pins (1895d2f) scores HumanEval+ v0.1.9 and MBPP+ v0.1.0 (399 tasks); HumanEval+ programs are
   ``prompt + completion`` as generated, MBPP+ programs go through that commit's line-based
@@ -21,12 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from magicoder.prompts import (
+    CHAT_SPLITTER,
     CODE_FENCE,
+    EVALPLUS_INSTRUCTION_PREFIX,
+    EVALPLUS_RESPONSE_PREFIX,
     HUMANEVAL_INSTRUCTION,
     HUMANEVAL_RESPONSE_PREFIX,
     MAGICODER_PROMPT,
     MBPP_INSTRUCTION,
     MBPP_RESPONSE_PREFIX,
+    PROMPT_FORMATS,
 )
 
 SANITIZERS: tuple[str, ...] = ("none", "legacy", "tree-sitter")
@@ -43,12 +54,14 @@ class Protocol:
         versions: Benchmark -> EvalPlus release scored.
         sanitizers: Benchmark -> one of :data:`SANITIZERS`.
         max_new_tokens: Generation length.
+        prompt: How models are prompted, one of :data:`~magicoder.prompts.PROMPT_FORMATS`.
     """
 
     name: str
     versions: dict[str, str]
     sanitizers: dict[str, str]
     max_new_tokens: int = 512
+    prompt: str = "magicoder"
 
     def release_file(self, benchmark: str) -> str:
         """The release's file name, as evalplus publishes it (``HumanEvalPlus-v0.1.9.jsonl.gz``)."""
@@ -87,16 +100,39 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
-def prompt_sha256() -> str:
-    """Hash of every prompt text evaluation uses (training template, instructions, prefixes)."""
-    texts = [
-        MAGICODER_PROMPT,
-        HUMANEVAL_INSTRUCTION,
-        HUMANEVAL_RESPONSE_PREFIX,
-        MBPP_INSTRUCTION,
-        MBPP_RESPONSE_PREFIX,
-        CODE_FENCE,
-    ]
+def prompt_sha256(prompt: str = "magicoder", chat_template: str | None = None) -> str | None:
+    """Hash of every prompt text evaluation uses under the prompt format ``prompt``.
+
+    Args:
+        prompt: ``magicoder``: the training template, the instructions and response prefixes;
+            ``chat-template``: the chat template with EvalPlus's prefixes.
+        chat_template: For ``chat-template``, the template source the tokenizer applied.
+
+    Returns:
+        The hex digest; None for ``chat-template`` without a template (scoring a samples
+        file, whose prompts this process never saw).
+    """
+    if prompt == "magicoder":
+        texts = [
+            MAGICODER_PROMPT,
+            HUMANEVAL_INSTRUCTION,
+            HUMANEVAL_RESPONSE_PREFIX,
+            MBPP_INSTRUCTION,
+            MBPP_RESPONSE_PREFIX,
+            CODE_FENCE,
+        ]
+    elif prompt == "chat-template":
+        if chat_template is None:
+            return None
+        texts = [
+            chat_template,
+            EVALPLUS_INSTRUCTION_PREFIX,
+            EVALPLUS_RESPONSE_PREFIX,
+            CHAT_SPLITTER,
+            CODE_FENCE,
+        ]
+    else:
+        raise ValueError(f"eval.prompt={prompt!r} is unknown; use one of {PROMPT_FORMATS}.")
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()
 
 
@@ -110,8 +146,14 @@ def protocol_record(
     n_total: int,
     sanitizer: str,
     max_new_tokens: int,
+    prompt: str = "magicoder",
+    chat_template: str | None = None,
 ) -> dict[str, Any]:
     """What one benchmark's number was made under, and whether that is ``protocol``.
+
+    Args:
+        prompt: The prompt format used (``eval.prompt``).
+        chat_template: With ``prompt="chat-template"``, the template the tokenizer applied.
 
     Returns:
         ``{"name", "id", "label", "fields"}``: ``fields`` are the settings that move pass@1,
@@ -124,7 +166,8 @@ def protocol_record(
         "dataset_hash": dataset_hash,
         "n_tasks": n_tasks,
         "sanitizer": sanitizer,
-        "prompt_sha256": prompt_sha256(),
+        "prompt": prompt,
+        "prompt_sha256": prompt_sha256(prompt, chat_template),
         "decoding": "greedy",
         "max_new_tokens": max_new_tokens,
         "stop": CODE_FENCE,
@@ -134,6 +177,7 @@ def protocol_record(
         "n_tasks": n_total,
         "sanitizer": protocol.sanitizers[benchmark],
         "max_new_tokens": protocol.max_new_tokens,
+        "prompt": protocol.prompt,
     }
     differences = [f"{key}={fields[key]}" for key, want in expected.items() if fields[key] != want]
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

@@ -128,10 +128,10 @@ class Finetune:
             return model
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-        checkpointing = bool(
-            getattr(model, "is_activation_checkpointing", None)
-            or getattr(model, "is_gradient_checkpointing", False)
-        )
+        # transformers 5 names it is_activation_checkpointing (the old name warns); 4.x does not.
+        checkpointing = getattr(model, "is_activation_checkpointing", None)
+        if checkpointing is None:
+            checkpointing = getattr(model, "is_gradient_checkpointing", False)
         if self.mode == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
         elif checkpointing:
@@ -189,6 +189,7 @@ def save_adapter(model: torch.nn.Module, path: Path, state_dict: dict[str, Any])
             strategy gathered it (sharded strategies hold no full weights in the module).
     """
     model.save_pretrained(path, state_dict=state_dict)  # type: ignore[operator]
+    log.info("Saved the adapter to %s", path)
 
 
 def load_adapter_weights(model: torch.nn.Module, path: Path) -> None:

@@ -1,5 +1,5 @@
 """LoRA and QLoRA on the tiny model: what trains, the merged model, saving, evaluation, resume,
-two stages, and the limits refused before anything loads."""
+two stages, packing, two-process DDP, and the limits refused before anything loads."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_module
 from hydra.errors import ConfigCompositionException
 from safetensors.torch import load_file
 
 from magicoder.data.datamodule import encode_rows
+from magicoder.data.packing import PACKED_SDPA, collate_packed, pack_dataset
 from magicoder.data.sft import collate
+from magicoder.data.stdlib import stdlib_pairs
 from magicoder.evaluation.app import run_evaluate
 from magicoder.models import HubModel, TinyLlama
 from magicoder.training.app import run_train
@@ -41,6 +44,22 @@ ROWS = [
 """A batch to overfit: four short rows (about 74 tokens each in MAGICODER_PROMPT)."""
 LOGITS_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 """Merged vs adapter logits in fp32: (W + s·BA)x and Wx + s·B(Ax) differ by rounding only."""
+PROBE = "+callbacks.probe._target_=training_probe.RecordTraining"
+"""Records each rank's batches, losses, trainable and optimized parameters (tests/)."""
+
+
+def _is_adapter(name: str) -> bool:
+    return ".lora_A." in name or ".lora_B." in name
+
+
+def _adapter_parameter_count(model: torch.nn.Module, r: int) -> int:
+    """What rank-``r`` adapters on every linear layer but ``lm_head`` add to a tiny Llama."""
+    config = model.config
+    h, m, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    kv = config.num_key_value_heads * (h // config.num_attention_heads)
+    # q, k, v, o, gate, up, down in each layer: (fan in, fan out).
+    shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, m), (h, m), (m, h)]
+    return n * sum(r * (fan_in + fan_out) for fan_in, fan_out in shapes)
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +92,11 @@ def trained_lora() -> dict:
 
 def test_lora_trains_only_the_adapters_and_the_loss_falls(trained_lora):
     model = trained_lora["model"]
-    config = model.base_model.model.config
-    h, m, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    kv = config.num_key_value_heads * (h // config.num_attention_heads)
     # all-linear: q, k, v, o, gate, up, down in each layer, never lm_head; rank 8 each.
-    shapes = [(h, h), (h, kv), (h, kv), (h, h), (h, m), (h, m), (m, h)]
-    expected = n * sum(8 * (fan_in + fan_out) for fan_in, fan_out in shapes)
     trainable, total = count_parameters(model)
-    assert trainable == expected
+    assert trainable == _adapter_parameter_count(model.get_base_model(), 8)
     names = [name for name, p in model.named_parameters() if p.requires_grad]
-    assert names and all(".lora_A." in name or ".lora_B." in name for name in names)
+    assert names and all(_is_adapter(name) for name in names)
     assert not any("lm_head" in name or "embed" in name for name in names)
     # The optimizer holds state for the adapters only, and the base weights did not move.
     optimizer = trained_lora["optimizer"]
@@ -278,3 +292,140 @@ def test_a_two_stage_lora_run_carries_stage_one_into_stage_two(
     one = load_file(run / "model/oss-instruct/model.safetensors")
     two = load_file(run / "model/evol-instruct/model.safetensors")
     assert any(not torch.equal(one[k], two[k]) for k in one)
+
+
+def test_lora_on_a_packed_batch_has_the_loss_and_adapter_gradients_of_the_unpacked_one():
+    """The packed inputs (restarting positions, per-example attention) reach the attention
+    layers through the PEFT wrapper: packing changes neither the loss nor the adapters'
+    gradients. Attention leaking across the packed examples would change both."""
+    model, tokenizer = TinyLlama(name="tiny", dtype="float32").load(packed=True)
+    peft_model = Finetune(mode="lora", r=4, dropout=0.0).wrap(model)
+    assert peft_model.config._attn_implementation == PACKED_SDPA  # what the step reads
+    torch.manual_seed(0)
+    adapters = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    for name, param in adapters.items():
+        if ".lora_B." in name:  # B starts at zero: give the adapters an effect on the output
+            torch.nn.init.normal_(param, std=0.02)
+    encoded, _ = encode_rows(stdlib_pairs(max_files=10)[:7], tokenizer, 256)
+    rows = pack_dataset(encoded, max_seq_len=512)
+    assert len(rows) < len(encoded)
+    module = SFTModule(peft_model, torch.optim.AdamW)
+    results = []
+    for batch in (
+        collate(encoded, tokenizer.pad_token_id),
+        collate_packed(rows, tokenizer.pad_token_id),
+    ):
+        peft_model.zero_grad(set_to_none=True)
+        loss, n_targets = module._step(batch)
+        loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in adapters.items()}
+        results.append((loss.item(), n_targets, grads))
+    (plain_loss, plain_targets, plain_grads), (packed_loss, packed_targets, packed_grads) = results
+    assert packed_targets == plain_targets
+    assert packed_loss == pytest.approx(plain_loss, abs=1e-5)
+    assert all(g.abs().sum() > 0 for g in plain_grads.values())
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, rtol=0, atol=1e-5, msg=name)
+
+
+def test_lora_trains_only_the_adapters_on_packed_batches(tmp_path: Path, compose):
+    probe = tmp_path / "probe"
+    overrides = [
+        *QUICK,
+        "data.packing=true",
+        "data.stages.sft.val_fraction=0",
+        "scheduler.num_warmup_steps=0",
+        "trainer.max_steps=4",
+        "eval=none",
+        "logger=none",
+        PROBE,
+        f"+callbacks.probe.path={probe}",
+    ]
+    run_train(compose("train", overrides, tmp_path / "run"))
+    seen = json.loads((probe / "rank0.json").read_text())
+    assert seen["model_class"] == "PeftModelForCausalLM"
+    assert seen["attn_implementation"] == PACKED_SDPA
+    batches = seen["batches"]
+    assert len(batches) == 4 and all(b["packed"] for b in batches)
+    # Several examples share each packed sequence (4 sequences per micro-batch).
+    assert all(b["rows"] == 4 for b in batches)
+    assert sum(b["examples"] for b in batches) > 1.5 * sum(b["rows"] for b in batches)
+    # Only the adapters train, and the optimizer holds exactly them.
+    assert seen["trainable"] == seen["optimized"]
+    assert seen["trainable"] and all(_is_adapter(n) for n in seen["trainable"])
+    weights = torch.load(probe / "rank0.pt")
+    base = TinyLlama(name="tiny").load()[0]
+    assert sum(w.numel() for w in weights.values()) == _adapter_parameter_count(base, 16)
+    losses = [b["loss"] for b in batches]
+    assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.slow
+def test_lora_under_two_process_ddp_keeps_the_ranks_adapters_equal(tmp_path: Path):
+    """Real DDP on CPU (gloo), two processes, packed batches: both ranks train the adapters
+    only and end with the same adapter weights; rank zero alone saves the adapter and the
+    merged model, which loads and gives the base + adapter model's logits."""
+    from transformers import AutoModelForCausalLM
+
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    args = [
+        "finetune=lora",
+        "strategy=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "data.packing=true",
+        "data.batch_size=2",
+        "data.stages.sft.max_seq_len=256",
+        "data.stages.sft.datasets.stdlib.max_files=10",
+        "data.stages.sft.val_fraction=0",
+        "trainer.max_steps=3",
+        "trainer.enable_progress_bar=false",
+        "optimizer.lr=1e-2",
+        "scheduler.num_warmup_steps=0",
+        "eval=none",
+        "logger=none",
+        PROBE,
+        f"+callbacks.probe.path={probe}",
+        f"hydra.run.dir={run}",
+    ]
+    result = run_module("magicoder.cli.train", args, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    output = result.stdout + result.stderr
+    seen = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    weights = [torch.load(probe / f"rank{r}.pt") for r in (0, 1)]
+    for rank in seen:
+        assert rank["world_size"] == 2 and rank["global_step"] == 3
+        assert rank["trainable"] == rank["optimized"]
+        assert rank["trainable"] and all(_is_adapter(n) for n in rank["trainable"])
+        assert all(b["packed"] and b["examples"] > b["rows"] for b in rank["batches"])
+    # The ranks trained on different shards of each global batch...
+    assert [b["loss"] for b in seen[0]["batches"]] != [b["loss"] for b in seen[1]["batches"]]
+    # ...and the averaged gradients kept their adapters identical, and trained.
+    assert weights[0].keys() == weights[1].keys()
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
+    assert any(v.abs().sum() > 0 for n, v in weights[0].items() if ".lora_B." in n)
+
+    # Both ranks log; only rank zero saves the adapter, which holds the trained weights.
+    assert output.count("finetune=lora: ") == 2, output[-4000:]
+    assert output.count("Saved the adapter to") == 1, output[-4000:]
+    merged_dir = run / "model" / "sft"
+    saved = load_file(merged_dir / "adapter" / "adapter_model.safetensors")
+    assert len(saved) == len(weights[0])
+    for key, value in saved.items():
+        torch.testing.assert_close(value, weights[0][key.replace(".weight", ".default.weight")])
+
+    # The merged model loads as a plain model and equals base + adapter.
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    assert not any("lora" in key for key in merged.state_dict())
+    spec = HubModel(
+        name="local",
+        name_or_path=str(TinyLlama(name="tiny").build()),
+        adapter_path=str(merged_dir / "adapter"),
+    )
+    with_adapter = spec.load()[0].eval()
+    input_ids = torch.tensor([[1, 40, 41, 42, 43, 44]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            merged(input_ids).logits, with_adapter(input_ids).logits, **LOGITS_TOLERANCE
+        )
