@@ -38,6 +38,7 @@ from magicoder.data.mixture import Mixture
 from magicoder.evaluation.benchmarks import Benchmark
 from magicoder.evaluation.harness import (
     EvalSettings,
+    chat_template_of,
     evaluate_model,
     load_benchmarks,
     resolve_device,
@@ -405,6 +406,8 @@ def _train(run: Run) -> None:
     plan = plan_run(cfg)
     model, tokenizer = load_model(plan, bool(cfg.data.get("packing", False)))
     _check_lengths(cfg, plan, model)  # type: ignore[arg-type]
+    if plan.eval_settings.benchmarks:  # a prompt the tokenizer cannot render fails before training
+        chat_template_of(tokenizer, plan.eval_settings.prompt)
     names = list(plan.stages)
     held: str | None = None  # the stage whose weights `model` holds (None: the base model's)
     for index, name in enumerate(names):

@@ -23,6 +23,8 @@ from magicoder.prompts import (
     EVALPLUS_INSTRUCTION_PREFIX,
     EVALPLUS_RESPONSE_PREFIX,
 )
+from magicoder.training import app as train_app
+from magicoder.training.app import run_train
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"
@@ -129,6 +131,19 @@ def test_a_tokenizer_without_a_chat_template_fails_before_generating(
     ):
         run_evaluate(cfg)
     assert not list(tmp_path.glob("eval/**/completions.jsonl"))
+
+
+def test_training_refuses_a_chat_template_prompt_before_it_trains(
+    tmp_path: Path, compose, monkeypatch
+):
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train_app, "fit_and_save", no_training)
+    cfg = compose("train", [*QUICK_EVAL, "eval.prompt=chat-template"], tmp_path)
+    with pytest.raises(ValueError, match=r"eval\.prompt=chat-template needs a tokenizer"):
+        run_train(cfg)
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.slow
