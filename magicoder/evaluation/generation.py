@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
+from magicoder.memory import release_memory
 from magicoder.progress import Progress
 from magicoder.prompts import CODE_FENCE
 
@@ -54,11 +55,6 @@ def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-
-
-def _free_accelerator_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def generate_completions(
@@ -243,7 +239,7 @@ def _smaller_batch_size(size: int, auto: bool, max_new_tokens: int) -> int:
     Raises:
         torch.cuda.OutOfMemoryError: When the batch size is fixed, or already 1.
     """
-    _free_accelerator_memory()
+    release_memory()
     if not auto:
         raise torch.cuda.OutOfMemoryError(
             f"eval.batch_size={size} does not fit in accelerator memory; "
@@ -409,7 +405,7 @@ class VllmGenerator:
         )
         if callable(cleanup):
             cleanup()
-        _free_accelerator_memory()
+        release_memory()
 
 
 VLLM_DEFAULT_UTILIZATION = 0.9

@@ -43,7 +43,8 @@ from magicoder.evaluation.harness import (
     load_benchmarks,
     resolve_device,
 )
-from magicoder.lifecycle import Run, barrier, leave_process_group, release_memory, run_app
+from magicoder.lifecycle import Run, barrier, leave_process_group, run_app
+from magicoder.memory import release_memory
 from magicoder.models import ModelSpec
 from magicoder.prompts import MAGICODER_PROMPT
 from magicoder.training.callbacks import LogProgress
