@@ -359,92 +359,25 @@ def execute_rows(
     mode = resolve_mode(sandbox)
     runnable = find_toolchains(TOOLCHAINS if toolchains is None else toolchains, mode == "bwrap")
     cache = read_cache(cache_path)
-    funnel: dict[str, Any] = {"in": 0, "with_tests": 0, "passed": 0, "executed": 0, "cached": 0}
-    funnel["no_toolchain"] = 0
-    other_shards = 0
-    by_lang: dict[str, Counter[str]] = {}
+    plan: list[Planned] = []
     todo: dict[str, tuple[str, Language | None]] = {}
-    plan: list[tuple[dict[str, Any], str | None, str | None, str]] = []  # row, hash, reason, why
+    other_shards = 0
     for row in rows:
-        lang = language_of(row)
-        language = runnable.get(lang, f"execute does not run {lang} programs")
-        program = None
-        reason = None
-        why = ""
-        if lang != "python" and not isinstance(language, Language):
-            reason, why = "no_toolchain", str(language)
-        elif not str(row.get("tests") or "").strip() or not code_of(str(row["tests"])):
-            reason = "no_tests"
-        else:
-            program = build_program(str(row[solution_field]), str(row["tests"]))
-        build = language if isinstance(language, Language) else None
-        digest = (
-            content_hash(program, timeout, build, compile_timeout) if program is not None else None
-        )
-        key = digest or hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
+        planned, program, build = _plan_row(row, runnable, solution_field, timeout, compile_timeout)
+        key = planned.digest or hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
         if not in_shard(key, where):
             other_shards += 1
             continue
-        plan.append((row, digest, reason, why))
-        if digest is not None and digest not in cache and program is not None:
-            todo.setdefault(digest, (program, build))
-
-    lock = threading.Lock()
-    local = threading.local()
-    sandboxes: list[Sandbox] = []
-
-    def run_one(item: tuple[str, tuple[str, Language | None]], appender: JsonlAppender) -> None:
-        digest, (program, language) = item
-        # Python keeps the narrow view; other languages get one with /usr (their toolchains).
-        toolchain = language is not None
-        if not hasattr(local, "sandboxes"):
-            local.sandboxes = {}
-        if toolchain not in local.sandboxes:
-            local.sandboxes[toolchain] = Sandbox(mode, limits, toolchains=toolchain)
-            with lock:
-                sandboxes.append(local.sandboxes[toolchain])
-        box = local.sandboxes[toolchain]
-        record = {"hash": digest, **judge(box, program, timeout, language, compile_timeout)}
-        with lock:
-            appender.write(record)
-            cache[digest] = record
-            funnel["executed"] += 1
-
-    try:
-        with JsonlAppender(cache_path) as appender:
-            if n_workers == 1:
-                for item in todo.items():
-                    run_one(item, appender)
-            else:
-                with ThreadPoolExecutor(n_workers) as pool:
-                    list(pool.map(lambda item: run_one(item, appender), todo.items()))
-    finally:
-        for box in sandboxes:
-            box.close()
-
-    kept: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    for row, digest, reason, output in plan:
-        counts = by_lang.setdefault(language_of(row), Counter())
-        counts["in"] += 1
-        funnel["in"] += 1
-        if reason == "no_toolchain":
-            counts["no_toolchain"] += 1
-            funnel["no_toolchain"] += 1
-        if digest is not None:
-            counts["with_tests"] += 1
-            funnel["with_tests"] += 1
-            result = cache[digest]
-            reason = None if result["status"] == PASSED else result["status"]
-            output = result.get("output", "")
-        if reason is None:
-            counts["passed"] += 1
-            funnel["passed"] += 1
-            kept.append(row)
-        else:
-            rejected.append({**row, "reason": reason, "output": output})
-    funnel["cached"] = sum(1 for _, digest, _, _ in plan if digest is not None) - funnel["executed"]
-    funnel["by_lang"] = {lang: dict(counts) for lang, counts in sorted(by_lang.items())}
+        plan.append(planned)
+        if planned.digest is not None and planned.digest not in cache and program is not None:
+            todo.setdefault(planned.digest, (program, build))
+    box_settings = (mode, limits)
+    executed = _run_programs(
+        todo, cache, cache_path, box_settings, n_workers, timeout, compile_timeout
+    )
+    kept, rejected, funnel = _tally(plan, cache)
+    funnel["executed"] = executed
+    funnel["cached"] = funnel["with_tests"] - executed
     if where is not None:
         funnel["shard"] = f"{where[0]}/{where[1]}"
         funnel["other_shards"] = other_shards
@@ -459,4 +392,111 @@ def execute_rows(
         funnel["cached"],
         funnel["no_toolchain"],
     )
+    return kept, rejected, funnel
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One row's way through ``execute``: its program's hash, or why it has no program."""
+
+    row: dict[str, Any]
+    digest: str | None  # None: not executed (``reason`` says why)
+    reason: str | None = None
+    output: str = ""
+
+
+def _plan_row(
+    row: dict[str, Any],
+    runnable: Mapping[str, Language | str],
+    solution_field: str,
+    timeout: float,
+    compile_timeout: float,
+) -> tuple[Planned, str | None, Language | None]:
+    """The row's plan, its program (None when it has none) and its language's build."""
+    lang = language_of(row)
+    language = runnable.get(lang, f"execute does not run {lang} programs")
+    build = language if isinstance(language, Language) else None
+    if lang != "python" and build is None:
+        return Planned(row, None, "no_toolchain", str(language)), None, None
+    if not str(row.get("tests") or "").strip() or not code_of(str(row["tests"])):
+        return Planned(row, None, "no_tests"), None, build
+    program = build_program(str(row[solution_field]), str(row["tests"]))
+    digest = content_hash(program, timeout, build, compile_timeout)
+    return Planned(row, digest), program, build
+
+
+def _run_programs(
+    todo: Mapping[str, tuple[str, Language | None]],
+    cache: dict[str, dict[str, Any]],
+    cache_path: Path,
+    box_settings: tuple[str, Limits | None],
+    n_workers: int,
+    timeout: float,
+    compile_timeout: float,
+) -> int:
+    """Run each program of ``todo`` (hash -> program, build) in a sandbox per worker thread,
+    appending each result to the cache file as it comes; returns how many ran."""
+    lock = threading.Lock()
+    local = threading.local()
+    sandboxes: list[Sandbox] = []
+    executed = 0
+
+    def run_one(item: tuple[str, tuple[str, Language | None]], appender: JsonlAppender) -> None:
+        nonlocal executed
+        digest, (program, language) = item
+        # Python keeps the narrow view; other languages get one with /usr (their toolchains).
+        toolchain = language is not None
+        if not hasattr(local, "sandboxes"):
+            local.sandboxes = {}
+        if toolchain not in local.sandboxes:
+            local.sandboxes[toolchain] = Sandbox(*box_settings, toolchains=toolchain)
+            with lock:
+                sandboxes.append(local.sandboxes[toolchain])
+        box = local.sandboxes[toolchain]
+        record = {"hash": digest, **judge(box, program, timeout, language, compile_timeout)}
+        with lock:
+            appender.write(record)
+            cache[digest] = record
+            executed += 1
+
+    try:
+        with JsonlAppender(cache_path) as appender:
+            if n_workers == 1:
+                for item in todo.items():
+                    run_one(item, appender)
+            else:
+                with ThreadPoolExecutor(n_workers) as pool:
+                    list(pool.map(lambda item: run_one(item, appender), todo.items()))
+    finally:
+        for box in sandboxes:
+            box.close()
+    return executed
+
+
+def _tally(
+    plan: Sequence[Planned], cache: Mapping[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Kept rows, rejected rows (with ``reason`` and ``output``) and the funnel's counts."""
+    funnel: dict[str, Any] = {"in": 0, "with_tests": 0, "passed": 0, "no_toolchain": 0}
+    by_lang: dict[str, Counter[str]] = {}
+    kept: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for planned in plan:
+        counts = by_lang.setdefault(language_of(planned.row), Counter())
+        reason, output = planned.reason, planned.output
+        steps = ["in"] + (["no_toolchain"] if reason == "no_toolchain" else [])
+        if planned.digest is not None:
+            steps.append("with_tests")
+            result = cache[planned.digest]
+            reason = None if result["status"] == PASSED else result["status"]
+            output = result.get("output", "")
+        if reason is None:
+            steps.append("passed")
+            kept.append(planned.row)
+        else:
+            rejected.append({**planned.row, "reason": reason, "output": output})
+        for step in steps:
+            counts[step] += 1
+            funnel[step] += 1
+    funnel["by_lang"] = {lang: dict(counts) for lang, counts in sorted(by_lang.items())}
     return kept, rejected, funnel
