@@ -58,11 +58,9 @@ class EvalSettings:
         limit: Evaluate only the first N tasks of each benchmark (quick runs); None for all.
         batch_size: Prompts per generation batch (``hf`` backend), or "auto": start large and
             halve on out-of-memory.
-        max_new_tokens: Generation budget per task; None: the protocol's (512). Resolved in
-            place.
+        max_new_tokens: Generation budget per task; None: the protocol's (512).
         sanitize: Benchmark -> sanitizer ("none", "legacy" or "tree-sitter") for the
-            benchmarks set; the others (or all, when None) get the protocol's. Resolved in
-            place to one sanitizer per benchmark.
+            benchmarks set; the others (or all, when None) get the protocol's.
         n_workers: Scoring processes; None uses every CPU.
         groundtruth_dir: Cache of the benchmarks' expected outputs; None:
             ``$MAGICODER_CACHE/groundtruth``.
@@ -80,6 +78,9 @@ class EvalSettings:
             chat template around EvalPlus's instruction, as EvalPlus prompts chat models; the
             model writes the whole program). Every protocol prompts with "magicoder": a
             "chat-template" result is labelled custom (see :mod:`.protocols`).
+        new_tokens: ``max_new_tokens`` resolved against the protocol (not configuration).
+        sanitizers: One sanitizer per benchmark, ``sanitize`` resolved against the protocol
+            (not configuration).
     """
 
     protocol: str = "evalplus-current"
@@ -100,6 +101,8 @@ class EvalSettings:
     vllm_args: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     prompt: str = "magicoder"
+    new_tokens: int = field(init=False)
+    sanitizers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         # Accept any sequence (Hydra hands over a ListConfig) but keep a plain list.
@@ -122,10 +125,11 @@ class EvalSettings:
                 "template, for chat models such as the instruct baselines)."
             )
         spec = get_protocol(self.protocol)
-        if self.max_new_tokens is None:
-            self.max_new_tokens = spec.max_new_tokens
-        self.sanitize = _sanitizers(self.sanitize, spec)
-        if self.max_new_tokens < 1:
+        self.new_tokens = (
+            spec.max_new_tokens if self.max_new_tokens is None else self.max_new_tokens
+        )
+        self.sanitizers = _sanitizers(self.sanitize, spec)
+        if self.new_tokens < 1:
             raise ValueError(f"eval.max_new_tokens={self.max_new_tokens!r} must be >= 1.")
         if self.benchmarks:
             check_backend(self.backend)
@@ -178,7 +182,6 @@ class EvalSettings:
             chat_template: With ``prompt="chat-template"``, the template the prompts were
                 rendered with (None: not known here, e.g. when scoring a samples file).
         """
-        assert isinstance(self.sanitize, dict) and isinstance(self.max_new_tokens, int)
         return protocol_record(
             self.spec,
             benchmark=benchmark.name,
@@ -186,8 +189,8 @@ class EvalSettings:
             dataset_hash=benchmark.dataset_hash,
             n_tasks=len(benchmark.problems),
             n_total=benchmark.n_total,
-            sanitizer=self.sanitize[benchmark.name],
-            max_new_tokens=self.max_new_tokens,
+            sanitizer=self.sanitizers[benchmark.name],
+            max_new_tokens=self.new_tokens,
             prompt=self.prompt,
             chat_template=chat_template,
         )
@@ -501,7 +504,6 @@ def evaluate_model(
             "pass load_benchmarks(settings) or None."
         )
     out_dir = Path(out_dir)
-    assert settings.max_new_tokens is not None  # resolved from the protocol on construction
     # Before an engine starts or anything generates: a missing chat template fails here.
     chat_template = chat_template_of(tokenizer, settings.prompt)
     generate = completion_generator(
@@ -509,7 +511,7 @@ def evaluate_model(
         model,
         tokenizer,
         batch_size=settings.batch_size,
-        max_new_tokens=settings.max_new_tokens,
+        max_new_tokens=settings.new_tokens,
         stop=CODE_FENCE,
         model_path=model_path,
         engine_args=settings.vllm_args,
@@ -562,8 +564,7 @@ def _generate_and_score(
     chat_template: str | None,
 ) -> BenchmarkResult:
     """One benchmark: prompts → completions → programs → ``samples.jsonl`` → scores."""
-    assert isinstance(settings.sanitize, dict)
-    sanitizer = settings.sanitize[benchmark.name]
+    sanitizer = settings.sanitizers[benchmark.name]
     task_ids = list(benchmark.problems)
     prompts = task_prompts(benchmark, task_ids, settings.prompt, tokenizer)
     logger.info("%s: generating %d completions", benchmark.name, len(prompts))
@@ -590,7 +591,7 @@ def _generate_and_score(
         "prompt": settings.prompt,
         "backend": settings.backend,
         "batch_size": settings.batch_size,
-        "max_new_tokens": settings.max_new_tokens,
+        "max_new_tokens": settings.new_tokens,
         "stop": CODE_FENCE,
         "sanitizer": sanitizer,
     }
@@ -630,8 +631,7 @@ def evaluate_samples(
     if not samples_path.is_file():
         raise FileNotFoundError(f"Samples file {str(samples_path)!r} does not exist.")
     settings = settings or EvalSettings(benchmarks=[benchmark.name])
-    assert isinstance(settings.sanitize, dict)
-    samples = _read_samples(samples_path, benchmark, settings.sanitize[benchmark.name])
+    samples = _read_samples(samples_path, benchmark, settings.sanitizers[benchmark.name])
     with Scorer(settings.n_workers, settings.groundtruth_dir, settings.sandbox) as scorer:
         return _finish(
             scorer,

@@ -538,8 +538,8 @@ def test_paper_presets_carry_the_papers_hyperparameters(tmp_path: Path, compose)
         assert cfg.scheduler.warmup_ratio == 0.0
         assert cfg.recipe_name == "paper"
         settings = EvalSettings(**OmegaConf.to_container(cfg.eval, resolve=True))
-        assert settings.protocol == "magicoder-paper" and settings.max_new_tokens == 512
-        assert settings.sanitize == {"humaneval": "none", "mbpp": "legacy"}
+        assert settings.protocol == "magicoder-paper" and settings.new_tokens == 512
+        assert settings.sanitizers == {"humaneval": "none", "mbpp": "legacy"}
 
 
 def test_a_pretrained_model_never_inherits_the_tiny_recipe(tmp_path: Path, compose):

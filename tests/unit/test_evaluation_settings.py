@@ -49,8 +49,8 @@ def test_settings_default_to_the_current_evalplus_protocol() -> None:
     settings = EvalSettings()
     assert settings.protocol == "evalplus-current"
     assert settings.benchmarks == ["humaneval", "mbpp"]
-    assert settings.max_new_tokens == 512
-    assert settings.sanitize == {"humaneval": "tree-sitter", "mbpp": "tree-sitter"}
+    assert settings.new_tokens == 512
+    assert settings.sanitizers == {"humaneval": "tree-sitter", "mbpp": "tree-sitter"}
     assert settings.spec.versions == {"humaneval": "v0.1.10", "mbpp": "v0.2.0"}
     assert (settings.min_time_limit, settings.gt_time_limit_factor) == (1.0, 4.0)
     assert EvalSettings(benchmarks=[]).benchmarks == []  # eval=none
@@ -120,13 +120,13 @@ def test_score_refuses_unknown_missing_and_duplicate_tasks(samples: list, messag
 
 def test_paper_protocol_settings_and_files(data_dir: Path) -> None:
     settings = EvalSettings(protocol="magicoder-paper", benchmark_dir=str(data_dir))
-    assert settings.max_new_tokens == 512
-    assert settings.sanitize == {"humaneval": "none", "mbpp": "legacy"}
+    assert settings.new_tokens == 512
+    assert settings.sanitizers == {"humaneval": "none", "mbpp": "legacy"}
     assert settings.path_for("humaneval") == str(data_dir / "HumanEvalPlus-v0.1.9.jsonl.gz")
     assert settings.path_for("mbpp") == str(data_dir / "MbppPlus-v0.1.0.jsonl.gz")
     # A configured sanitizer replaces the protocol's for that benchmark only.
     mixed = EvalSettings(protocol="magicoder-paper", sanitize={"mbpp": "tree-sitter"})
-    assert mixed.sanitize == {"humaneval": "none", "mbpp": "tree-sitter"}
+    assert mixed.sanitizers == {"humaneval": "none", "mbpp": "tree-sitter"}
     # No file of the protocol's release in benchmark_dir: evalplus finds (downloads) it.
     assert EvalSettings(benchmark_dir=str(data_dir / "nowhere")).path_for("mbpp") is None
 
