@@ -2,8 +2,9 @@
 
 This is a fake on purpose: the real local server (``transformers serve``, used by the
 end-to-end tests) cannot be made to answer 500 or 429, hang past a timeout, or go down and
-come back on cue, and the tiny model it serves never writes a reply in the sections a prompt
-asks for. This one speaks the same HTTP API and does exactly that, from a script.
+come back on cue, and the tiny model it serves writes the sections a prompt asks for only in
+answer to requests it was overfit on (as in ``test_verified_data.py``). This one speaks the
+same HTTP API and does exactly that, from a script.
 
 Each request takes the next action from ``script`` (then ``default``): ``ok`` (the reply
 ``replies(seed)`` -- by default a well-formed [Problem Description] / [Solution] one -- or a
