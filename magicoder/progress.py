@@ -29,7 +29,6 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,18 @@ def is_terminal(stream: Any) -> bool:
         return bool(isatty())
     except ValueError:  # closed
         return False
+
+
+def _rank() -> int:
+    """This process's rank as Lightning knows it (0 outside distributed runs).
+
+    Lightning is imported here, not with this module: its import takes seconds, and every
+    spawned scoring worker imports this module (through ``magicoder.evaluation.scoring``)
+    without ever making a progress bar.
+    """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0)
 
 
 class _Discard(io.TextIOBase):
@@ -138,7 +149,7 @@ class Progress(tqdm):
         if plain is None:
             plain = not is_terminal(kwargs.get("file") or sys.stderr)
         self.plain = plain
-        disable = bool(disable) or getattr(rank_zero_only, "rank", 0) != 0
+        disable = bool(disable) or _rank() != 0
         if plain and not disable:
             kwargs.update(file=_Discard(), mininterval=0, miniters=1, smoothing=0, delay=0)
         super().__init__(iterable, desc, total, unit=unit, disable=disable, **kwargs)
