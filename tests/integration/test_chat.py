@@ -69,13 +69,13 @@ def test_chat_cli_prints_the_streamed_greedy_answer(
 def test_chat_cli_names_a_missing_run_stage_without_a_traceback(
     tmp_path: Path, compose, capsys: pytest.CaptureFixture
 ):
-    from magicoder.cli.chat import main
+    from magicoder.cli.chat import app
 
     (tmp_path / "run" / "model" / "sft").mkdir(parents=True)
     (tmp_path / "run" / "model" / "sft" / "config.json").write_text("{}")
     cfg = compose("chat", [f"run={tmp_path / 'run'}", "stage=dpo", "instruction=hi"], tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main.__wrapped__(cfg)  # the body under @hydra.main, as the console script runs it
+        app.__wrapped__(cfg)  # the body under @hydra.main, as the console script runs it
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert message.startswith("magicoder-chat: stage='dpo': run") and "['sft']" in message
