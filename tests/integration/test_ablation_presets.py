@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 
 from magicoder.data.sources import LanguageArm, Source, language_arm, split_by_language
 
-# Each ablation preset → the base model the paper used for it (arXiv 2312.02120v2, §5).
+# Each ablation preset → the base model the paper used for it: CodeLlama-Python-7B, 2 epochs
+# (arXiv 2312.02120v2, §4.1 Table 5 and §4.2 Table 6; the data-order and mixture presets keep it).
 PRESETS = {
     "ablate-languages": "codellama/CodeLlama-7b-Python-hf",
     "ablate-python-only": "codellama/CodeLlama-7b-Python-hf",
