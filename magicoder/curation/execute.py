@@ -9,15 +9,25 @@ not parse), ``compile_error`` (a compiled language's build failed), ``no_tests``
 ``sandbox_error`` or ``no_toolchain`` -- and the captured ``output``.
 
 Python runs in the sandbox's narrow view (the interpreter and its libraries). Other languages
-(:data:`LANGUAGES`: C++, C, JavaScript, shell, Rust) run when their compiler or interpreter
-(``toolchains``: ``g++``, ``gcc``, ``node``, ``bash``, ``rustc``) is found in ``/usr/local/bin``,
-``/usr/bin`` or ``/bin``, in a sandbox that also binds ``/usr`` read-only; otherwise, or for a
-language without an entry, the row is rejected as ``no_toolchain`` and counted per language.
-Their program is built the same way: the solution's code, then the tests' code, in one file
-(for C++ the tests are a ``main`` with ``assert``; for JavaScript top-level code that throws,
-e.g. through ``require("assert")``); it is compiled (or syntax-checked: ``node --check``,
-``bash -n``) and run, and exit status 0 is a pass. Java is not run: a class of the solution and
-a class of the tests do not make one compilable file (``no_toolchain`` says so).
+(:data:`LANGUAGES`: C++, C, JavaScript, shell, Rust, Java) run when their compiler or
+interpreter (``toolchains``: ``g++``, ``gcc``, ``node``, ``bash``, ``rustc``, ``java``) is found
+in ``/usr/local/bin``, ``/usr/bin`` or ``/bin``, in a sandbox that also binds ``/usr`` read-only;
+otherwise, or for a language without an entry, the row is rejected as ``no_toolchain`` and
+counted per language. Their program is built the same way: the solution's code, then the tests'
+code, in one file (for C++ the tests are a ``main`` with ``assert``; for JavaScript top-level
+code that throws, e.g. through ``require("assert")``); it is compiled (or syntax-checked:
+``node --check``, ``bash -n``) and run, and exit status 0 is a pass.
+
+Java runs as one source file through the JDK's single-file launcher (``java Main.java``, JDK
+11+), which compiles it in memory, allows several public top-level classes in one file and runs
+the first class, which must declare ``public static void main``. So a Java program is the tests'
+code first, then the solution's (the order of classes in a Java file means nothing to the
+compiler; the recorded program is that file, as run). The tests signal failure by a non-zero exit
+status: an uncaught exception, or a failed ``assert`` (the JVM runs with ``-ea``). The launcher's
+own compile failure (its last line ``error: compilation failed``) is ``compile_error``; as the
+compile happens in the run step, ``timeout`` covers both (about a second goes to compiling). The
+JVM runs with a small heap, the serial collector and one CPU's worth of threads, so it starts
+within the sandbox's address-space and process limits.
 
 Results are cached by content hash (the program, the time limit and, for other languages, the
 commands that build and run it) in a jsonl file, one
@@ -71,12 +81,35 @@ class Language:
     Attributes:
         filename: The program's file name.
         compile: Run first in the program's directory; its failure is ``compile_error``.
+            Empty: no separate build (the run step compiles, as Java's launcher does).
         run: Runs the program; exit status 0 is a pass.
+        tests_first: The tests' code goes before the solution's (Java: the launcher runs the
+            first class, the tests' one with ``main``).
+        failed_build: For a run step that compiles the program itself, the last line of its
+            standard error when that compile fails (then the result is ``compile_error``).
     """
 
     filename: str
     compile: tuple[str, ...]
     run: tuple[str, ...]
+    tests_first: bool = False
+    failed_build: str | None = None
+
+
+# The JVM reserves address space and starts threads by the machine's size; these keep it within
+# the sandbox's RLIMIT_AS and process limit (without them it cannot start its threads there).
+JVM_FLAGS = (
+    "-Xmx256m",
+    "-Xss1m",
+    "-XX:MaxMetaspaceSize=128m",
+    "-XX:CompressedClassSpaceSize=64m",
+    "-XX:ReservedCodeCacheSize=64m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:ActiveProcessorCount=1",
+    "-XX:-UsePerfData",
+    "-ea",  # the tests' assert statements are checked
+)
 
 
 LANGUAGES: dict[str, Language] = {
@@ -85,6 +118,13 @@ LANGUAGES: dict[str, Language] = {
     "javascript": Language("main.js", (TOOL, "--check", "main.js"), (TOOL, "main.js")),
     "shell": Language("main.sh", (TOOL, "-n", "main.sh"), (TOOL, "main.sh")),
     "rust": Language("main.rs", (TOOL, "-O", "-o", "main", "main.rs"), ("./main",)),
+    "java": Language(
+        "Main.java",
+        (),
+        (TOOL, *JVM_FLAGS, "Main.java"),
+        tests_first=True,
+        failed_build="error: compilation failed",
+    ),
 }
 """Languages other than Python that ``execute`` can run, given their toolchain."""
 
@@ -94,6 +134,7 @@ TOOLCHAINS: dict[str, str | None] = {
     "javascript": "node",
     "shell": "bash",
     "rust": "rustc",
+    "java": "java",
 }
 """The default ``toolchains``: language -> the command it needs (None: do not run it)."""
 
@@ -157,6 +198,8 @@ def find_toolchains(
                 language.filename,
                 tuple(path if arg == TOOL else arg for arg in language.compile),
                 tuple(path if arg == TOOL else arg for arg in language.run),
+                language.tests_first,
+                language.failed_build,
             )
     return found
 
@@ -167,9 +210,12 @@ def code_of(text: str) -> str:
     return "\n\n".join(block.strip("\n") for block in blocks) if blocks else text.strip()
 
 
-def build_program(solution: str, tests: str) -> str:
-    """The solution's code, then the tests' code, as one file."""
-    return code_of(solution) + "\n\n\n" + code_of(tests) + "\n"
+def build_program(solution: str, tests: str, tests_first: bool = False) -> str:
+    """The solution's code, then the tests' code (``tests_first``: the other way), as one file."""
+    parts = (
+        [code_of(tests), code_of(solution)] if tests_first else [code_of(solution), code_of(tests)]
+    )
+    return "\n\n\n".join(parts) + "\n"
 
 
 def content_hash(
@@ -185,6 +231,8 @@ def content_hash(
             "run": list(language.run),
             "compile_timeout": compile_timeout,
         }
+        if language.tests_first or language.failed_build is not None:
+            record["build"].update(tests_first=language.tests_first, failed=language.failed_build)
     return hashlib.sha256(json.dumps(record).encode("utf-8")).hexdigest()
 
 
@@ -282,7 +330,7 @@ def judge(
 
     Args:
         sandbox: Where it runs (for ``language``, one made with ``toolchains=True``).
-        program: The solution's code, then the tests' code.
+        program: The solution's code and the tests' code (:func:`build_program`).
         timeout: Seconds the program may run.
         language: How to build and run it (:func:`find_toolchains`); None: Python.
         compile_timeout: Seconds its compile step may take.
@@ -298,7 +346,7 @@ def judge(
             program,
             timeout=timeout,
             filename=language.filename,
-            compile=language.compile,
+            compile=language.compile or None,
             argv=language.run,
             compile_timeout=compile_timeout,
         )
@@ -307,7 +355,11 @@ def judge(
         return {"status": "sandbox_error", "output": result.error}
     if result.timed_out:
         return {"status": "timeout", "output": output}
-    if result.compile_failed:
+    marker = language.failed_build if language is not None else None
+    launcher_failed = (
+        marker is not None and result.returncode != 0 and result.stderr.rstrip().endswith(marker)
+    )
+    if result.compile_failed or launcher_failed:
         return {"status": "compile_error", "output": output}
     return {"status": PASSED if result.returncode == 0 else "test_failed", "output": output}
 
@@ -420,7 +472,8 @@ def _plan_row(
         return Planned(row, None, "no_toolchain", str(language)), None, None
     if not str(row.get("tests") or "").strip() or not code_of(str(row["tests"])):
         return Planned(row, None, "no_tests"), None, build
-    program = build_program(str(row[solution_field]), str(row["tests"]))
+    tests_first = build is not None and build.tests_first
+    program = build_program(str(row[solution_field]), str(row["tests"]), tests_first)
     digest = content_hash(program, timeout, build, compile_timeout)
     return Planned(row, digest), program, build
 

@@ -19,9 +19,9 @@ Isolation comes from bubblewrap (``bwrap``), not from anything hand-made: each
 
 A sandbox made with ``toolchains=True`` (for programs in other languages: compilers and
 interpreters live in ``/usr/bin``, ``/usr/lib/gcc``, ``/usr/lib/jvm`` ...) binds all of ``/usr``
-read-only, and ``/etc/alternatives``, instead of only the libraries; everything else -- the
-namespaces, the tmpfs, the uid, the environment, the limits -- is the same. Scoring and Python
-programs keep the narrower view.
+read-only, ``/etc/alternatives`` and the JDK's ``/etc/java-*``, instead of only the libraries;
+everything else -- the namespaces, the tmpfs, the uid, the environment, the limits -- is the
+same. Scoring and Python programs keep the narrower view.
 
 After each job every process it left behind is killed (``kill(-1)`` inside the PID
 namespace) and the scratch directory emptied. A job that kills its parent, hangs or crashes
@@ -40,6 +40,7 @@ caught.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -68,8 +69,9 @@ RUNNER_PATH = "/sandbox/runner.py"
 SCRATCH = "/tmp"
 # evalplus reads these in each check; they are settings, not secrets.
 PASSED_ENV = ("EVALPLUS_MAX_MEMORY_BYTES", "EVALPLUS_TIMEOUT_PER_TASK")
-# What the toolchain profile binds besides /usr: links some compilers are reached through.
-TOOLCHAIN_ETC = ("/etc/alternatives",)
+# What the toolchain profile binds besides /usr (glob patterns): links some compilers are
+# reached through, and the JDK's configuration (its conf/ files link into /etc/java-<version>).
+TOOLCHAIN_ETC = ("/etc/alternatives", "/etc/java-*")
 # Where programs look for commands, inside the sandbox and out.
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Seconds the host waits beyond a job's own deadline before it kills the container.
@@ -242,9 +244,10 @@ def _namespace_args() -> list[str]:
 def _read_only_paths(toolchains: bool = False) -> list[str]:
     """What Python needs: the C libraries, the interpreter, its environment's site-packages;
     with ``toolchains``, all of ``/usr`` (compilers, interpreters, headers) and the
-    ``/etc/alternatives`` links that name some of them."""
+    ``/etc/alternatives`` links that name some of them, and the JDK's ``/etc/java-*``."""
     if toolchains:
-        paths = [p for p in ("/usr", *TOOLCHAIN_ETC) if os.path.isdir(p)]
+        etc = [p for pattern in TOOLCHAIN_ETC for p in sorted(glob.glob(pattern))]
+        paths = [p for p in ("/usr", *etc) if os.path.isdir(p)]
     else:
         # The C libraries, not /usr/bin: no shell or tools (a system Python binds /usr whole).
         paths = [p for p in ("/usr/lib", "/usr/lib64", "/usr/lib32") if os.path.isdir(p)]

@@ -1,4 +1,4 @@
-"""``execute`` on rows in other languages: C++, C, JavaScript and shell through the real
+"""``execute`` on rows in other languages: C++, C, JavaScript, shell and Java through the real
 compilers and interpreters, inside the toolchain sandbox (bubblewrap with ``/usr`` read-only)."""
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from magicoder.curation.execute import TOOLCHAINS, execute_rows, find_toolchains
+from magicoder.curation.execute import (
+    TOOLCHAINS,
+    build_program,
+    content_hash,
+    execute_rows,
+    find_toolchains,
+)
 from magicoder.sandbox import SANDBOX_PATH, Sandbox, bwrap_problem
 
 pytestmark = pytest.mark.skipif(
@@ -34,6 +40,14 @@ C = "```c\nint add(int a, int b) { return a + b; }\n```"
 C_TESTS = "```c\n#include <assert.h>\nint main(void) { assert(add(1, 2) == 3); return 0; }\n```"
 SH = "```bash\nadd() { echo $(( $1 + $2 )); }\n```"
 SH_TESTS = '```bash\n[ "$(add 1 2)" = 3 ] || exit 1\n```'
+JAVA = (
+    "```java\npublic class Solution {\n"
+    "    public static int add(int a, int b) {\n        return a + b;\n    }\n}\n```"
+)
+JAVA_TESTS = (
+    "```java\npublic class Main {\n    public static void main(String[] args) {\n"
+    '        assert Solution.add(1, 2) == 3 : "add(1, 2)";\n    }\n}\n```'
+)
 PY = "```python\ndef add(a, b):\n    return a + b\n```"
 PY_TESTS = "```python\nassert add(1, 2) == 3\n```"
 
@@ -52,7 +66,6 @@ def _rows() -> list[dict]:
         ("shell", SH.replace("+ $2", "- $2"), SH_TESTS),
         ("cpp", CPP, ""),
         ("python", PY, PY_TESTS),
-        ("java", "```java\nclass A {}\n```", "```java\nclass Main {}\n```"),
     ]
     return [
         {"index": i, "lang": lang, "solution": solution, "tests": tests}
@@ -75,18 +88,15 @@ def test_cpp_c_javascript_and_shell_rows_run_against_their_tests(tmp_path: Path)
         6: "compile_error",
         9: "test_failed",
         10: "no_tests",
-        12: "no_toolchain",
     }
     output = {row["index"]: row["output"] for row in rejected}
     assert "Assertion `add(1, 2) == 3' failed" in output[1]
     assert "main.cpp:2:" in output[2] and "error" in output[2]
     assert "AssertionError" in output[5] and "SyntaxError" in output[6]
-    assert "does not run java" in output[12]
     assert funnel["by_lang"]["cpp"] == {"in": 5, "with_tests": 4, "passed": 1}
     assert funnel["by_lang"]["javascript"] == {"in": 3, "with_tests": 3, "passed": 1}
-    assert funnel["by_lang"]["java"] == {"in": 1, "no_toolchain": 1}
-    assert (funnel["in"], funnel["with_tests"], funnel["passed"]) == (13, 11, 5)
-    assert (funnel["executed"], funnel["no_toolchain"]) == (11, 1)
+    assert (funnel["in"], funnel["with_tests"], funnel["passed"]) == (12, 11, 5)
+    assert (funnel["executed"], funnel["no_toolchain"]) == (11, 0)
 
     again = execute_rows(_rows(), **run)
     assert again[0] == kept and (again[2]["executed"], again[2]["cached"]) == (0, 11)
@@ -101,11 +111,11 @@ def test_a_missing_toolchain_skips_its_rows_with_a_count(tmp_path: Path) -> None
         _rows(), cache_path=tmp_path / "cache.jsonl", sandbox="bwrap", toolchains=toolchains
     )
     skipped = {row["index"]: row["output"] for row in rejected if row["reason"] == "no_toolchain"}
-    assert sorted(skipped) == [0, 1, 2, 3, 4, 5, 6, 10, 12]
+    assert sorted(skipped) == [0, 1, 2, 3, 4, 5, 6, 10]
     assert "g++-not-installed (cpp) is not on this machine" in skipped[0]
     assert "execute.toolchains.javascript" in skipped[4]
     assert funnel["by_lang"]["cpp"] == {"in": 5, "no_toolchain": 5}
-    assert funnel["no_toolchain"] == 9
+    assert funnel["no_toolchain"] == 8
     assert 11 in {row["index"] for row in kept}  # Python runs whatever the toolchains say
 
 
@@ -121,8 +131,44 @@ def test_rust_runs_only_where_rustc_is_in_a_system_path() -> None:
     found = find_toolchains({"cpp": "/usr/bin/g++", "c": "/proc/self/exe"}, isolated=True)
     assert not isinstance(found["cpp"], str) or not shutil.which("g++", path=SANDBOX_PATH)
     assert found["c"] == "/proc/self/exe (c) lives outside /usr, which the sandbox cannot see"
-    with pytest.raises(ValueError, match=r"execute.toolchains names \['java'\]"):
-        find_toolchains({"java": "javac"}, isolated=True)
+    with pytest.raises(ValueError, match=r"execute.toolchains names \['kotlin'\]"):
+        find_toolchains({"kotlin": "kotlinc"}, isolated=True)
+
+
+@pytest.mark.skipif(not shutil.which("java", path=SANDBOX_PATH), reason="needs java in /usr/bin")
+def test_java_rows_run_with_the_tests_class_first(tmp_path: Path) -> None:
+    rows = [
+        {"index": i, "lang": "java", "solution": solution, "tests": JAVA_TESTS}
+        for i, solution in enumerate(
+            [
+                JAVA,
+                JAVA.replace("a + b", "a - b"),  # its assert fails
+                JAVA.replace("return a + b;", 'return "a";'),  # a type error
+                JAVA.replace("return a + b;", "while (true) {}"),  # hangs
+            ]
+        )
+    ]
+    run = dict(cache_path=tmp_path / "cache.jsonl", sandbox="bwrap", timeout=5.0, n_workers=2)
+    kept, rejected, funnel = execute_rows(rows, **run)
+    assert [row["index"] for row in kept] == [0]
+    reasons = {row["index"]: row["reason"] for row in rejected}
+    assert reasons == {1: "test_failed", 2: "compile_error", 3: "timeout"}
+    output = {row["index"]: row["output"] for row in rejected}
+    assert "java.lang.AssertionError: add(1, 2)" in output[1]
+    assert "error: incompatible types" in output[2]
+    assert funnel["by_lang"]["java"] == {"in": 4, "with_tests": 4, "passed": 1}
+    # The program is the tests' class (with main) first, then the solution's: as the cache
+    # records it, and as a plain JDK runs it.
+    (record,) = [r for r in map(json.loads, run["cache_path"].open()) if r["status"] == "passed"]
+    program = build_program(JAVA, JAVA_TESTS, tests_first=True)
+    assert program.index("class Main") < program.index("class Solution")
+    assert record["hash"] == content_hash(
+        program, 5.0, find_toolchains(TOOLCHAINS, isolated=True)["java"], 30.0
+    )
+
+    skipped = execute_rows(rows[:1], **{**run, "toolchains": {**TOOLCHAINS, "java": None}})
+    assert skipped[1][0]["reason"] == "no_toolchain"
+    assert "execute.toolchains.java" in skipped[1][0]["output"]
 
 
 @needs
