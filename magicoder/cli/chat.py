@@ -7,7 +7,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from magicoder.config import config_dir, register_configs
+from magicoder.cli import console_entry
+from magicoder.config import config_dir
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="chat")
@@ -22,12 +23,7 @@ def app(cfg: DictConfig) -> None:
         raise SystemExit(2) from None
 
 
-def main() -> None:
-    """The console script: register the configs, then compose and run. Registering here, not
-    on import, keeps this module light for the scoring workers that re-import it (spawned
-    processes import the parent's main module; the schemas import torch and transformers)."""
-    register_configs()
-    app()  # Hydra parses the command line
+main = console_entry(app)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from magicoder.config import config_dir, register_configs
+from magicoder.cli import console_entry
+from magicoder.config import config_dir
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
@@ -17,12 +18,7 @@ def app(cfg: DictConfig) -> float | None:
     return optimized_metric(cfg, run_train(cfg))
 
 
-def main() -> float | None:
-    """The console script: register the configs, then compose and run. Registering here, not
-    on import, keeps this module light for the scoring workers that re-import it (spawned
-    processes import the parent's main module; the schemas import torch and transformers)."""
-    register_configs()
-    return app()  # Hydra parses the command line
+main = console_entry(app)
 
 
 if __name__ == "__main__":
