@@ -62,6 +62,20 @@ def register_configs() -> None:
     store_schemas(ConfigStore.instance().store)
 
 
+def check_device(key: str, device: str) -> None:
+    """Refuse a device setting torch cannot parse ("auto" passes), naming the key."""
+    if device == "auto":
+        return
+    import torch  # here: settings are checked without loading torch on import
+
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{key}={device!r} is not a device; use auto, cpu, cuda or cuda:<index>."
+        ) from err
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from magicoder.config import check_device
+
 
 @dataclass
 class ChatSettings:
@@ -44,13 +46,4 @@ class ChatSettings:
             raise ValueError(f"generation.top_p={self.top_p!r} must be in (0, 1].")
         if self.stop == "":
             raise ValueError("generation.stop='' would stop at once; use null for no stop string.")
-        if self.device != "auto":
-            import torch  # here, so the config schema can read these fields without torch
-
-            try:
-                torch.device(self.device)
-            except RuntimeError as err:
-                raise ValueError(
-                    f"generation.device={self.device!r} is not a device; use auto, cpu, cuda or "
-                    "cuda:<index>."
-                ) from err
+        check_device("generation.device", self.device)

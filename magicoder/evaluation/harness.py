@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
 
+from magicoder.config import check_device
 from magicoder.evaluation.benchmarks import BENCHMARK_NAMES, Benchmark, load_benchmark
 from magicoder.evaluation.generation import (
     BACKENDS,
@@ -136,14 +137,7 @@ class EvalSettings:
         elif self.backend not in BACKENDS:
             raise ValueError(f"eval.backend={self.backend!r} is unknown; use one of {BACKENDS}.")
         self.vllm_args = dict(self.vllm_args or {})
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as err:
-                raise ValueError(
-                    f"eval.device={self.device!r} is not a device; use auto, cpu, cuda or "
-                    "cuda:<index>."
-                ) from err
+        check_device("eval.device", self.device)
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"eval.limit={self.limit!r} must be >= 1, or null for all tasks.")
         if self.n_workers is not None and self.n_workers < 1:

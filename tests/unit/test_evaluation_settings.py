@@ -74,6 +74,7 @@ def test_settings_default_to_the_current_evalplus_protocol() -> None:
         ({"protocol": "paper"}, "eval.protocol='paper' is unknown.*magicoder-paper"),
         ({"sanitize": {"mbpp": "black"}}, "eval.sanitize.mbpp='black'.*tree-sitter"),
         ({"sanitize": {"apps": "none"}}, "eval.sanitize.*apps"),
+        ({"device": "gpu"}, "eval.device='gpu' is not a device; use auto, cpu"),
     ],
 )
 def test_settings_reject_bad_values(kwargs: dict, message: str) -> None:
