@@ -121,6 +121,11 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         "an integer >= 1, or null (batch_size × devices × trainer.accumulate_grad_batches)",
     ),
     ("data.max_seq_len_cap", _or_null(_int_at_least(1)), "an integer >= 1, or null (no cap)"),
+    (
+        "data.val_fraction",
+        _or_null(_fraction),
+        "a number in [0, 1), or null (each stage's own val_fraction)",
+    ),
     ("eval.limit", _or_null(_int_at_least(1)), "an integer >= 1, or null (every task)"),
     ("eval.max_new_tokens", _or_null(_int_at_least(1)), "an integer >= 1, or null (protocol's)"),
     ("eval.protocol", lambda v: v in PROTOCOLS, f"one of {sorted(PROTOCOLS)}"),

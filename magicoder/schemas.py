@@ -342,6 +342,7 @@ class DataConfig:
     group_by_length: bool = False
     langs: list[str] | None = None
     max_seq_len_cap: int | None = None
+    val_fraction: float | None = None
     stages: dict[str, StageConfig] = MISSING
 
 

@@ -74,6 +74,12 @@ def stage_max_seq_len(cfg: DictConfig, stage: DictConfig) -> int:
     return int(min(stage.max_seq_len, cap) if cap else stage.max_seq_len)
 
 
+def stage_val_fraction(cfg: DictConfig, stage: DictConfig) -> float:
+    """A stage's held-out fraction: ``data.val_fraction`` when that is set, else its own."""
+    every_stage = cfg.data.get("val_fraction")
+    return float(stage.get("val_fraction", 0.0) if every_stage is None else every_stage)
+
+
 @dataclass
 class TrainPlan:
     """What a training run needs, checked before any weights are loaded."""
@@ -140,7 +146,7 @@ def build_datamodule(
         tokenizer=tokenizer,
         max_seq_len=stage_max_seq_len(cfg, stage),
         batch_size=cfg.data.batch_size,
-        val_fraction=stage.get("val_fraction", 0.0),
+        val_fraction=stage_val_fraction(cfg, stage),
         seed=cfg.data.seed,
         num_workers=cfg.data.num_workers,
         packing=cfg.data.get("packing", False),

@@ -119,6 +119,22 @@ class SFTModule(L.LightningModule):
         # Weight each batch by its target tokens so val/loss is the per-token mean.
         self.log("val/loss", loss, on_epoch=True, batch_size=n_targets, sync_dist=True)
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Have the stage's last optimizer step validated, so its final ``val/loss`` is final.
+
+        Lightning validates by itself every ``val_check_interval`` batches and at an epoch's
+        end, so a stage that stops at ``max_steps`` mid-epoch would otherwise report the loss
+        of an earlier validation, or none. Asking the trainer to stop at the step where
+        training ends anyway makes its loop validate there (a stop request is one of the
+        conditions its epoch loop validates on); a step that validates on schedule is not
+        validated twice.
+        """
+        trainer = self.trainer
+        last_step = 0 < trainer.max_steps <= trainer.global_step
+        last_epoch = 0 < (trainer.max_epochs or 0) <= trainer.current_epoch + 1
+        if last_step or (last_epoch and trainer.is_last_batch):
+            trainer.should_stop = True
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only the trained weights in the checkpoint when the base is frozen."""
         if self._frozen_base:

@@ -30,6 +30,7 @@ from magicoder.config import config_dir, validate_config
 from magicoder.data.sources import HubDataset, JsonlFile, StdlibPairs
 from magicoder.evaluation.harness import EvalSettings
 from magicoder.models import HubModel, ModelSpec, TinyLlama
+from magicoder.training.app import stage_val_fraction
 
 CONF = config_dir()
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -206,6 +207,23 @@ def test_every_experiment_and_search_file_has_a_command():
             assert any(f"{group}={path.stem}" in c for c in _header_commands(path)), path.name
 
 
+def test_laptop_scale_holds_out_every_stage_and_presets_hold_out_none():
+    """The laptop reports' signal is validation loss, in every stage of every schedule."""
+    for data in options("data"):
+        if data == "jsonl":
+            continue  # needs its file on the command line
+        paper = compose_hydra("train", ["experiment=ablate-mixture", f"data={data}"])
+        laptop = compose_hydra(
+            "train", ["experiment=ablate-mixture", "scale=laptop", f"data={data}"]
+        )
+        for name, stage in laptop.data.stages.items():
+            assert stage_val_fraction(laptop, stage) == 0.05, (data, name)
+            own = paper.data.stages[name].val_fraction
+            assert stage_val_fraction(paper, paper.data.stages[name]) == own, (data, name)
+        if data in ("oss-instruct-75k", "evol-instruct-110k", "oss-then-evol", "evol-then-oss"):
+            assert all(s.val_fraction == 0.0 for s in paper.data.stages.values())  # the paper's
+
+
 def test_experiments_say_what_to_run_and_run_once():
     for path in sorted((CONF / "experiment").glob("*.yaml")):
         assert "hydra" not in yaml.safe_load(path.read_text()), path.name
@@ -343,6 +361,7 @@ def train_cfg(tmp_path_factory: pytest.TempPathFactory) -> DictConfig:
         ("scheduler.num_warmup_steps", -1, "scheduler.num_warmup_steps=-1 is not allowed"),
         ("data.stages.sft.max_seq_len", 0, "data.stages.sft.max_seq_len=0 is not allowed"),
         ("data.stages.sft.val_fraction", 1.0, "data.stages.sft.val_fraction=1.0 is not"),
+        ("data.val_fraction", 1.0, "data.val_fraction=1.0 is not allowed: use a number in [0, 1)"),
         ("data.global_batch_size", 0, "data.global_batch_size=0 is not allowed"),
         ("eval.limit", 0, "eval.limit=0 is not allowed: use an integer >= 1, or null"),
         ("eval.batch_size", "fast", "eval.batch_size='fast' is not allowed"),

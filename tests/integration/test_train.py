@@ -106,6 +106,12 @@ def test_run_train_end_to_end_logs_to_wandb_offline(tmp_path: Path, compose, dat
     assert any("train/tokens_per_sec" in row for row in wandb_run.history)
     assert any("train/grad_norm" in row for row in wandb_run.history)
     assert any("train/lr" in row for row in wandb_run.history)
+    # Six steps end mid-epoch, before any scheduled validation: the stage's last step is
+    # validated all the same, so the final val/loss is the trained model's.
+    validated = [row for row in wandb_run.history if "val/loss" in row]
+    last_train_step = max(r["trainer/global_step"] for r in wandb_run.history if "train/loss" in r)
+    assert [row["trainer/global_step"] for row in validated] == [last_train_step]
+    assert metrics["val/sft/final_loss"] == pytest.approx(validated[-1]["val/loss"])
     for key in ("eval/sft/humaneval/pass@1", "eval/sft/mbpp_plus/pass@1"):
         assert wandb_run.summary[key] == pytest.approx(metrics[key])
         assert any(row.get(key) == pytest.approx(metrics[key]) for row in wandb_run.history)
