@@ -318,8 +318,13 @@ class ReportTable:
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        """The table in GitHub markdown, the notes as a list below it."""
-        text = markdown_table(self.columns, self.rows)
+        """The table in GitHub markdown (losses to three decimals), the notes as a list below it."""
+        losses = set(LOSS_COLUMNS.values())
+        rows = [
+            {k: f"{v:.3f}" if k in losses and isinstance(v, float) else v for k, v in row.items()}
+            for row in self.rows
+        ]
+        text = markdown_table(self.columns, rows)
         if self.notes:
             text += "\n" + "".join(f"- {note}\n" for note in self.notes)
         return text

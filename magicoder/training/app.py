@@ -222,6 +222,7 @@ def train_stage(
     """Fit one stage (continuing its ``last.ckpt`` when the run resumes) and log its summary."""
     cfg = run.cfg
     log.info("Stage %s: %s", name, OmegaConf.to_yaml(stage).strip().replace("\n", "; "))
+    log.info("Stage %s: held out for val/loss: %g", name, stage_val_fraction(cfg, stage))
     datamodule = build_datamodule(cfg, stage, tokenizer)
     ckpt_dir = run.dir / "checkpoints" / name
     trainer = build_trainer(cfg, stage, run, ckpt_dir)

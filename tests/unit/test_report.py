@@ -329,6 +329,10 @@ def test_two_stage_run_has_a_row_and_final_losses_per_stage(two_stage_run: Path)
     assert [r["train loss"] for r in table.rows] == [8.05, 7.7]
     assert [r.get("val loss") for r in table.rows] == [None, 7.6]
     assert table.columns.index("train loss") > table.columns.index("MBPP+")
+    # The markdown prints every loss to three decimals: 7.7 is 7.700, not a shorter number.
+    markdown_rows = table.markdown().splitlines()[2:4]
+    assert markdown_rows[0].endswith("| 8.050 |  |")
+    assert markdown_rows[1].endswith("| 7.700 | 7.600 |")
 
 
 def test_loss_series_has_one_curve_per_stage(two_stage_run: Path) -> None:
