@@ -356,6 +356,13 @@ class JsonlDataConfig(DataConfig):
 
 
 @dataclass
+class CommentPairsDataConfig(DataConfig):
+    """``data=comment-function-75k``: the seed-document file on the command line."""
+
+    path: str = MISSING
+
+
+@dataclass
 class CurateExactDedupConfig:
     fields: list[str] | None = None
 
@@ -555,7 +562,7 @@ class DemoAppConfig(AppConfig):
 def source_schemas() -> dict[str, type]:
     """``_target_`` → schema, for every instruction-data source class of this package."""
     from magicoder.data.mixture import Mixture
-    from magicoder.data.sources import HubDataset, JsonlFile, StdlibPairs
+    from magicoder.data.sources import CommentFunctionPairs, HubDataset, JsonlFile, StdlibPairs
 
     return {
         "magicoder.data.sources.StdlibPairs": derived_schema(
@@ -566,6 +573,9 @@ def source_schemas() -> dict[str, type]:
         ),
         "magicoder.data.sources.HubDataset": derived_schema(
             HubDataset, "magicoder.data.sources.HubDataset"
+        ),
+        "magicoder.data.sources.CommentFunctionPairs": derived_schema(
+            CommentFunctionPairs, "magicoder.data.sources.CommentFunctionPairs"
         ),
         "magicoder.data.mixture.Mixture": derived_schema(
             Mixture,
@@ -608,6 +618,7 @@ def group_schemas() -> dict[str, dict[str, type]]:
         "data": {
             "base": DataConfig,
             "jsonl": JsonlDataConfig,
+            "comment_pairs": CommentPairsDataConfig,
             "mixture": _make(
                 "MixtureDataConfig",
                 [("mixture", mixture, field(default_factory=mixture))],

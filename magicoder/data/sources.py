@@ -453,3 +453,53 @@ class StdlibCompletionPairs(Source):
         if not rows:
             raise ValueError(f"{self.name}: no function with a docstring in the corpus")
         return rows
+
+
+@dataclass
+class CommentFunctionPairs(Source):
+    """The paper's comment–function baseline data, built from its seed documents.
+
+    Rows are completion-style, ``{"prompt", "completion", "lang", "source"}`` as
+    :class:`StdlibCompletionPairs` gives them, in 9 languages: every pair whose function
+    overlaps its OSS-Instruct seed snippet, then a seeded draw from the other pairs (see
+    :mod:`magicoder.data.comment_pairs`). ``langs`` filters after that selection.
+
+    Attributes:
+        path: The seed-document jsonl (written by
+            ``experiments/comment-function-baseline/collect_seed_documents.py``).
+        n: Pairs in all (the paper: 75,197); None keeps every pair.
+        seed: Seed of the draw (the paper's: 42).
+    """
+
+    path: str = "???"
+    n: int | None = 75197
+    seed: int = 42
+
+    def check(self) -> None:
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(
+                f"seed-document file {self.path!r} does not exist; write it with "
+                "experiments/comment-function-baseline/collect_seed_documents.py and set "
+                "data.path (for data=comment-function-75k) to it"
+            )
+
+    def load(self) -> list[dict[str, Any]]:
+        from magicoder.data.comment_pairs import comment_function_pairs, select_pairs
+
+        self.check()
+        covered, rest = comment_function_pairs(iter_jsonl(self.path))
+        log.info(
+            "%s: %d covered and %d other comment–function pairs in %s",
+            self.name,
+            len(covered),
+            len(rest),
+            self.path,
+        )
+        try:
+            rows = select_pairs(covered, rest, self.n, self.seed)
+        except ValueError as err:
+            raise ValueError(f"{self.name} ({self.path}): {err}") from err
+        if self.langs is not None:
+            keep = {lang.lower() for lang in self.langs}
+            rows = [row for row in rows if row["lang"].lower() in keep]
+        return rows

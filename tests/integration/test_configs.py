@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from magicoder import schemas
 from magicoder.config import config_dir, validate_config
-from magicoder.data.sources import HubDataset, JsonlFile, StdlibPairs
+from magicoder.data.sources import CommentFunctionPairs, HubDataset, JsonlFile, StdlibPairs
 from magicoder.evaluation.harness import EvalSettings
 from magicoder.models import HubModel, ModelSpec, TinyLlama
 from magicoder.training.app import stage_val_fraction
@@ -63,6 +63,7 @@ FILLS = {
     "curate": ["inputs=[rows.jsonl]"],
     "data-report": ["inputs=[rows.jsonl]"],
     "data=jsonl": ["data.path=/tmp/rows.jsonl"],
+    "data=comment-function-75k": ["data.path=/tmp/seed-documents.jsonl"],
     "model=local": ["model.name_or_path=/nonexistent/model"],
     "seeds=local": ["seeds.root=/tmp"],
     "teacher": ["teacher.model=served-model"],
@@ -415,6 +416,7 @@ def test_edge_values_are_allowed(tmp_path: Path, compose):
         ("JsonlFileConfig", JsonlFile, {"_target_"}),
         ("HubDatasetConfig", HubDataset, {"_target_"}),
         ("StdlibPairsConfig", StdlibPairs, {"_target_"}),
+        ("CommentFunctionPairsConfig", CommentFunctionPairs, {"_target_"}),
     ],
 )
 def test_derived_schemas_have_exactly_the_dataclass_fields(

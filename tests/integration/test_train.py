@@ -224,3 +224,47 @@ def test_dataset_override_without_a_source_class_is_an_error(tmp_path: Path, com
     cfg = compose("train", [*QUICK, "data=jsonl", "data.path=/tmp/x.jsonl"], tmp_path)
     with pytest.raises(ValueError, match=r"datasets\.stdlib has no _target_"):
         run_train(cfg)
+
+
+def test_trains_on_the_papers_comment_function_pairs_from_seed_documents(tmp_path: Path, compose):
+    body = "\n".join(f"    x = x + {i}" for i in range(6))
+    documents = [
+        {
+            "content": f"def f{n}(x):\n    '''Add {n}.'''\n{body}\n    return x + {n}\n",
+            "seed": f"def f{n}(x):\n",
+            "lang": "python",
+        }
+        for n in range(12)
+    ]
+    documents += [
+        {"content": f"// Get {n}.\nint g{n}() {{\n  return {n};\n}}\n", "seed": "", "lang": "cpp"}
+        for n in range(12)
+    ]
+    path = tmp_path / "seed-documents.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in documents))
+    paper = compose(
+        "train",
+        ["experiment=paper-recipe", "model=codellama-7b-python", "data=comment-function-75k"],
+        tmp_path,
+    )
+    assert paper.data.stages["comment-function"].max_seq_len == 1024
+    assert (paper.trainer.max_epochs, paper.data.global_batch_size) == (2, 512)
+    cfg = compose(
+        "train",
+        [
+            "data=comment-function-75k",
+            f"data.path={path}",
+            "data.stages.comment-function.datasets.pairs.n=20",
+            "data.stages.comment-function.max_seq_len=128",
+            "data.num_workers=0",
+            "eval=none",
+            "logger=none",
+            "trainer.max_steps=2",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path / "run",
+    )
+    rows = instantiate(cfg.data.stages["comment-function"].datasets.pairs).load()
+    assert len(rows) == 20 and [r["lang"] for r in rows[:12]] == ["python"] * 12  # covered first
+    metrics = run_train(cfg)
+    assert metrics["train/comment-function/global_step"] == 2
