@@ -33,17 +33,19 @@ from magicoder.evaluation.scoring import (
     Scorer,
     _sandboxed_check,
     default_groundtruth_dir,
-    expected_output,
+    packed_oracle,
+    unpack_oracle,
 )
 from magicoder.sandbox import Sandbox, bwrap_problem
 
 
 def per_program(benchmark, samples, groundtruth_dir: Path, rounds: int) -> dict[str, float]:
     """Median seconds per program for each mode, one check at a time in this process."""
-    expected = {
-        task_id: expected_output(benchmark.name, benchmark.dataset_hash, problem, groundtruth_dir)
+    packed = {
+        task_id: packed_oracle(benchmark.name, benchmark.dataset_hash, problem, groundtruth_dir)
         for task_id, problem in benchmark.problems.items()
     }
+    expected = {task_id: unpack_oracle(oracle) for task_id, oracle in packed.items()}
     multiprocessing.set_start_method("fork", force=True)  # as the scoring workers do
     times: dict[str, list[float]] = {"guard": [], "bwrap": []}
     with Sandbox("bwrap") as sandbox:
@@ -60,7 +62,7 @@ def per_program(benchmark, samples, groundtruth_dir: Path, rounds: int) -> dict[
                     else:
                         result = _sandboxed_check(
                             sandbox, benchmark.name, problem, samples[task_id],
-                            expected[task_id], 1.0, 4.0,
+                            packed[task_id], 1.0, 4.0,
                         )  # fmt: skip
                     assert result["base"][0] in ("pass", "fail", "timeout")
                 times[mode].append((time.perf_counter() - started) / len(samples))

@@ -79,26 +79,61 @@ def default_groundtruth_dir() -> Path:
     return Path(cache) / "groundtruth"
 
 
-def expected_output(
+def _oracle_path(
+    benchmark_name: str, dataset_hash: str, task_id: str, groundtruth_dir: Path
+) -> Path:
+    return (
+        groundtruth_dir / f"{benchmark_name}-{dataset_hash}" / (task_id.replace("/", "_") + ".pkl")
+    )
+
+
+def _write_atomically(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with partial.open("wb") as f:
+        pickle.dump(record, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+
+
+def _pack(oracle: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "base_time": oracle["base_time"],
+        "plus_time": oracle["plus_time"],
+        "outputs": pickle.dumps(
+            {"base": oracle["base"], "plus": oracle["plus"]}, protocol=pickle.HIGHEST_PROTOCOL
+        ),
+    }
+
+
+def unpack_oracle(packed: dict[str, Any]) -> dict[str, Any]:
+    """The expected outputs and reference times that :func:`packed_oracle` stores packed."""
+    return {
+        **pickle.loads(packed["outputs"]),
+        "base_time": packed["base_time"],
+        "plus_time": packed["plus_time"],
+    }
+
+
+def packed_oracle(
     benchmark_name: str, dataset_hash: str, problem: dict[str, Any], groundtruth_dir: Path
 ) -> dict[str, Any]:
-    """One task's expected outputs and reference times, computed once per machine.
+    """One task's reference times and, as one pickled blob, its expected outputs.
 
-    The same computation as evalplus's ``get_groundtruth`` (the canonical solution run on
-    every base and plus input by ``trusted_exec``, timing each input), but per task: the task's
-    check job computes it, so the work spreads over every scoring worker, a subset (``limit``)
-    computes only its tasks, an interrupted run keeps what it computed, and no worker ever
-    holds or pickles a whole dataset's outputs (MBPP+ v0.2.0's are about 800 MB). Stored as
-    ``<groundtruth_dir>/<benchmark>-<dataset md5>/<task>.pkl``, written atomically.
+    The outputs stay packed until the check that compares against them: a worker reads the
+    blob as bytes and hands it to its sandbox as bytes, so a task whose outputs are huge is
+    unpickled once, not three times (worker, pickling the job, sandbox). MBPP+'s Mbpp/255
+    has about 780 MB of them: one pass over its millions of small objects takes tens of
+    seconds on a busy core. Computed (and cached) by :func:`expected_output`'s rules.
     """
-    path = (
-        groundtruth_dir
-        / f"{benchmark_name}-{dataset_hash}"
-        / (problem["task_id"].replace("/", "_") + ".pkl")
-    )
+    path = _oracle_path(benchmark_name, dataset_hash, problem["task_id"], groundtruth_dir)
     if path.is_file():
         with path.open("rb") as f:
-            return pickle.load(f)
+            cached = pickle.load(f)
+        if isinstance(cached.get("outputs"), bytes):
+            return cached
+        packed = _pack(cached)  # written unpacked by an earlier version: repack it once
+        _write_atomically(path, packed)
+        return packed
     code = problem["prompt"] + problem["canonical_solution"]
     output_not_none = benchmark_name == "mbpp" and (
         problem["entry_point"] in MBPP_OUTPUT_NOT_NONE_TASKS
@@ -112,12 +147,28 @@ def expected_output(
             record_time=True,
             output_not_none=output_not_none,
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with partial.open("wb") as f:
-        pickle.dump(oracle, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
-    return oracle
+    packed = _pack(oracle)
+    _write_atomically(path, packed)
+    return packed
+
+
+def expected_output(
+    benchmark_name: str, dataset_hash: str, problem: dict[str, Any], groundtruth_dir: Path
+) -> dict[str, Any]:
+    """One task's expected outputs and reference times, computed once per machine.
+
+    The same computation as evalplus's ``get_groundtruth`` (the canonical solution run on
+    every base and plus input by ``trusted_exec``, timing each input), but per task: the task's
+    check job computes it, so the work spreads over every scoring worker, a subset (``limit``)
+    computes only its tasks, an interrupted run keeps what it computed, and no worker ever
+    holds or pickles a whole dataset's outputs (MBPP+ v0.2.0's are about 800 MB). Stored as
+    ``<groundtruth_dir>/<benchmark>-<dataset md5>/<task>.pkl``, written atomically, with the
+    outputs packed (:func:`packed_oracle`).
+
+    Returns:
+        ``{"base", "plus", "base_time", "plus_time"}``, as evalplus's ground truth has them.
+    """
+    return unpack_oracle(packed_oracle(benchmark_name, dataset_hash, problem, groundtruth_dir))
 
 
 def _check_task(
@@ -131,14 +182,14 @@ def _check_task(
 ) -> dict[str, Any]:
     """evalplus's ``check_correctness`` on one program, with ``evalplus.evaluate``'s arguments
     (in this worker's sandbox container when it has one)."""
-    expected = expected_output(benchmark_name, dataset_hash, problem, groundtruth_dir)
+    packed = packed_oracle(benchmark_name, dataset_hash, problem, groundtruth_dir)
     if _SANDBOX is not None:
         return _sandboxed_check(
             _SANDBOX,
             benchmark_name,
             problem,
             solution,
-            expected,
+            packed,
             min_time_limit,
             gt_time_limit_factor,
         )
@@ -147,7 +198,7 @@ def _check_task(
         0,  # completion_id: one sample per task
         problem,
         solution,
-        expected,
+        unpack_oracle(packed),
         False,  # base_only
         True,  # fast_check: evalplus.evaluate's default (no per-test details)
         problem["task_id"],
@@ -161,23 +212,24 @@ def _sandboxed_check(
     benchmark_name: str,
     problem: dict[str, Any],
     solution: str,
-    expected: dict[str, Any],
+    packed: dict[str, Any],
     min_time_limit: float,
     gt_time_limit_factor: float,
 ) -> dict[str, Any]:
-    """The same check as :func:`_check_task`'s, as one job in ``sandbox``; a job that dies or
-    runs past evalplus's own time limits fails its task (timeout when it hung)."""
+    """The same check as :func:`_check_task`'s, as one job in ``sandbox`` (which unpacks the
+    expected outputs, :func:`packed_oracle`); a job that dies or runs past evalplus's own time
+    limits fails its task (timeout when it hung)."""
     keys = ("task_id", "entry_point", "atol", "base_input", "plus_input")
     job = {
         "kind": "evalplus",
         "dataset": benchmark_name,
         "problem": {key: problem[key] for key in keys},
         "solution": solution,
-        "expected": expected,
+        "expected": packed,
         "min_time_limit": min_time_limit,
         "gt_time_limit_factor": gt_time_limit_factor,
         "deadline": evalplus_deadline(
-            [expected["base_time"], expected["plus_time"]], min_time_limit, gt_time_limit_factor
+            [packed["base_time"], packed["plus_time"]], min_time_limit, gt_time_limit_factor
         ),
     }
     answer = sandbox.call(job)

@@ -112,6 +112,15 @@ def _load_evalplus() -> Any:
     return check_correctness
 
 
+def _unpack_expected(packed: dict[str, Any]) -> dict[str, Any]:
+    """The expected outputs, which arrive as one pickled blob: unpickled here only, once."""
+    return {
+        **pickle.loads(packed["outputs"]),
+        "base_time": packed["base_time"],
+        "plus_time": packed["plus_time"],
+    }
+
+
 def _evalplus_job(job: dict[str, Any]) -> dict[str, Any]:
     result = _load_evalplus()(
         job["dataset"],
@@ -197,6 +206,8 @@ def _run_job(
 ) -> dict[str, Any]:
     if job["kind"] == "evalplus":
         _load_evalplus()
+        # Before the job's clock and limits start, as the whole job's unpickling is.
+        job = {**job, "expected": _unpack_expected(job["expected"])}
     deadline = time.monotonic() + float(job["deadline"])
     read_end, write_end = os.pipe()
     pid = os.fork()

@@ -252,8 +252,15 @@ def test_expected_outputs_are_evalplus_groundtruth_cached_per_task(
             assert len(ours["plus_time"]) == len(problem["plus_input"])
         files = sorted(p.name for p in (cache / f"{name}-{benchmark.dataset_hash}").iterdir())
         assert files == sorted(t.replace("/", "_") + ".pkl" for t in benchmark.problems)
-    # A cached task is read back, not recomputed.
+    # The outputs are stored as one pickled blob beside the times (the sandbox unpickles it).
     path = cache / f"mbpp-{benchmark.dataset_hash}" / "Mbpp_2.pkl"
-    path.write_bytes(pickle.dumps({"base": ["cached"], "plus": []}))
-    cached = expected_output("mbpp", benchmark.dataset_hash, benchmark.problems["Mbpp/2"], cache)
-    assert cached["base"] == ["cached"]
+    stored = pickle.loads(path.read_bytes())
+    assert set(stored) == {"outputs", "base_time", "plus_time"}
+    assert pickle.loads(stored["outputs"]) == {k: theirs["Mbpp/2"][k] for k in ("base", "plus")}
+    # A cached task is read back, not recomputed; one written unpacked is repacked once.
+    fake = {"base": ["cached"], "plus": [], "base_time": [0.5], "plus_time": []}
+    path.write_bytes(pickle.dumps(fake))
+    problem = benchmark.problems["Mbpp/2"]
+    assert expected_output("mbpp", benchmark.dataset_hash, problem, cache) == fake
+    assert isinstance(pickle.loads(path.read_bytes())["outputs"], bytes)
+    assert expected_output("mbpp", benchmark.dataset_hash, problem, cache) == fake
